@@ -1,0 +1,123 @@
+"""Label schemes: class names, reported regions and the conversions between heads, class maps and regions.
+
+A :class:`LabelScheme` is the one place that knows what the classes of a segmenter mean. Metrics, attacks and reports
+ask it for the regions to score (ET, TC, WT for BraTS), and it turns either kind of model head into class maps:
+
+* softmax heads: one logit channel per class, the class map is the arg-max;
+* sigmoid multi-label heads (the model zoo's BraTS bundle: TC, WT, ET channels): each channel is a region, and the
+  class map is rebuilt from the nested regions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["BRATS", "LabelScheme"]
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """What the classes of a segmenter mean and which regions are reported.
+
+    Args:
+        class_names: name of each class index, background first.
+        regions: reported regions, each a name and the class indices it unites (BraTS: ``ET = (3,)``,
+            ``TC = (1, 3)``, ``WT = (1, 2, 3)``). Defaults to one region per non-background class.
+        ignore_index: label value that is not scored (255 for Pascal VOC and Cityscapes), or ``None``.
+        sigmoid_regions: for sigmoid multi-label heads, the region of each output channel in channel order
+            (model zoo BraTS: ``("TC", "WT", "ET")``). The regions must be nested so a class map can be rebuilt.
+    """
+
+    class_names: tuple[str, ...]
+    regions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    ignore_index: int | None = None
+    sigmoid_regions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) < 2:
+            raise ValueError(f"a label scheme needs at least 2 classes but has {len(self.class_names)}.")
+        if not self.regions:
+            object.__setattr__(self, "regions", {n: (i,) for i, n in enumerate(self.class_names) if i > 0})
+        for name, classes in self.regions.items():
+            bad = [c for c in classes if not 0 <= c < self.num_classes]
+            if bad or not classes:
+                raise ValueError(f"region {name!r} must list class indices in [0, {self.num_classes}) but has {classes}.")
+        unknown = [r for r in self.sigmoid_regions if r not in self.regions]
+        if unknown:
+            raise ValueError(f"sigmoid_regions {unknown} are not among the regions {list(self.regions)}.")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(self.regions)
+
+    def to_regions(self, class_map: torch.Tensor) -> torch.Tensor:
+        """Turn class maps ``(N, 1, *spatial)`` or ``(N, *spatial)`` into region masks ``(N, R, *spatial)`` (float 0/1).
+
+        Voxels labelled ``ignore_index`` belong to no region.
+        """
+        if class_map.ndim >= 2 and class_map.shape[1] == 1:
+            class_map = class_map[:, 0]
+        masks = []
+        for classes in self.regions.values():
+            lut = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=class_map.device)
+            lut[list(classes)] = True
+            masks.append(lut[class_map.long().clamp(0, lut.numel() - 1)])
+        return torch.stack(masks, dim=1).float()
+
+    def class_map_from_logits(self, logits: torch.Tensor, head: str = "softmax", threshold: float = 0.5) -> torch.Tensor:
+        """Class map ``(N, 1, *spatial)`` from model output ``(N, C, *spatial)`` of a softmax or sigmoid head."""
+        if head == "softmax":
+            if logits.shape[1] != self.num_classes:
+                raise ValueError(f"a softmax head must have {self.num_classes} channels but has {logits.shape[1]}.")
+            return logits.argmax(dim=1, keepdim=True)
+        if head == "sigmoid":
+            return self.class_map_from_region_masks(torch.sigmoid(logits) > threshold)
+        raise ValueError(f"head must be 'softmax' or 'sigmoid' but is {head!r}.")
+
+    def class_map_from_region_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """Rebuild a class map from nested sigmoid region masks ``(N, len(sigmoid_regions), *spatial)``.
+
+        Regions are painted from the largest to the smallest, so a voxel takes the class that only its innermost
+        region contains (BraTS: WT alone is oedema, TC without ET is necrotic core, ET is enhancing).
+        """
+        if not self.sigmoid_regions:
+            raise ValueError("this label scheme has no sigmoid_regions; pass them to read a sigmoid head.")
+        if masks.shape[1] != len(self.sigmoid_regions):
+            raise ValueError(
+                f"a sigmoid head must have {len(self.sigmoid_regions)} channels {self.sigmoid_regions} "
+                f"but has {masks.shape[1]}."
+            )
+        sets = [set(self.regions[r]) for r in self.sigmoid_regions]
+        out = torch.zeros((masks.shape[0], 1, *masks.shape[2:]), dtype=torch.long, device=masks.device)
+        for i in sorted(range(len(sets)), key=lambda k: -len(sets[k])):
+            own = sets[i].difference(*[s for s in sets if s < sets[i]])
+            if len(own) != 1:
+                raise ValueError(f"sigmoid region {self.sigmoid_regions[i]!r} does not identify one class ({own}).")
+            out[masks[:, i : i + 1].bool()] = own.pop()
+        return out
+
+    def region_targets_for_sigmoid(self, class_map: torch.Tensor) -> torch.Tensor:
+        """Region masks in the channel order of the sigmoid head, for binary cross-entropy targets."""
+        all_masks = self.to_regions(class_map)
+        index = [self.region_names.index(r) for r in self.sigmoid_regions]
+        return all_masks[:, index]
+
+
+def _brats() -> LabelScheme:
+    return LabelScheme(
+        class_names=("background", "necrotic_core", "oedema", "enhancing_tumour"),
+        regions={"ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)},
+        sigmoid_regions=("TC", "WT", "ET"),
+    )
+
+
+BRATS: LabelScheme = _brats()
+"""The canonical BraTS scheme: 0 background, 1 necrotic/non-enhancing core, 2 oedema, 3 enhancing tumour."""
+
