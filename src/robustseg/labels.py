@@ -44,7 +44,9 @@ class LabelScheme:
         for name, classes in self.regions.items():
             bad = [c for c in classes if not 0 <= c < self.num_classes]
             if bad or not classes:
-                raise ValueError(f"region {name!r} must list class indices in [0, {self.num_classes}) but has {classes}.")
+                raise ValueError(
+                    f"region {name!r} must list class indices in [0, {self.num_classes}) but has {classes}."
+                )
         unknown = [r for r in self.sigmoid_regions if r not in self.regions]
         if unknown:
             raise ValueError(f"sigmoid_regions {unknown} are not among the regions {list(self.regions)}.")
@@ -71,7 +73,9 @@ class LabelScheme:
             masks.append(lut[class_map.long().clamp(0, lut.numel() - 1)])
         return torch.stack(masks, dim=1).float()
 
-    def class_map_from_logits(self, logits: torch.Tensor, head: str = "softmax", threshold: float = 0.5) -> torch.Tensor:
+    def class_map_from_logits(
+        self, logits: torch.Tensor, head: str = "softmax", threshold: float = 0.5
+    ) -> torch.Tensor:
         """Class map ``(N, 1, *spatial)`` from model output ``(N, C, *spatial)`` of a softmax or sigmoid head."""
         if head == "softmax":
             if logits.shape[1] != self.num_classes:
@@ -120,4 +124,3 @@ def _brats() -> LabelScheme:
 
 BRATS: LabelScheme = _brats()
 """The canonical BraTS scheme: 0 background, 1 necrotic/non-enhancing core, 2 oedema, 3 enhancing tumour."""
-

@@ -1,1 +1,7 @@
-"""robustseg.evaluation."""
+"""Per-case metrics by region, paired statistics and reports."""
+
+from __future__ import annotations
+
+from robustseg.evaluation import regions
+
+__all__ = ["regions"]

@@ -1,0 +1,23 @@
+"""Output transforms that let MONAI's metric handlers score one region of a region-mask output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["select_region"]
+
+
+def select_region(index: int, keys: Sequence[str] = ("pred", "label")) -> Callable[[Any], tuple[list, ...]]:
+    """An ``output_transform`` for ``MeanDice`` & co. that keeps channel ``index`` of each decollated item.
+
+    The evaluator's post-processing turns predictions and labels into region masks (channels ET, TC, WT for BraTS,
+    :class:`robustseg.evaluation.regions.ClassMapToRegionsd`); ``MeanDice(output_transform=select_region(0))`` then
+    reports the Dice of the first region alone.
+    """
+
+    def transform(output: Any) -> tuple[list, ...]:
+        items = output if isinstance(output, list) else [output]
+        return tuple([item[k][index : index + 1] for item in items] for k in keys)
+
+    return transform

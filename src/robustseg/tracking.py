@@ -1,0 +1,204 @@
+"""Every MLflow call of robustseg, in one place.
+
+Runs are driven through an explicit :class:`mlflow.tracking.MlflowClient` (never the fluent global "active run"), so
+a training run and the evaluation run chained after it in one process cannot leak into each other, and every run
+ends FINISHED or FAILED.
+
+Where runs go: ``MLFLOW_TRACKING_URI`` when it is set, otherwise a SQLite store ``<output_dir>/mlflow.db`` with
+artifacts under ``<output_dir>/mlartifacts`` (MLflow 3.13+ refuses plain ``file://`` stores).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MlflowRun",
+    "TrackingUnavailableError",
+    "check_tracking_uri",
+    "current_bundle_config",
+    "default_tracking_uri",
+    "flatten_params",
+    "resolve_tracking_uri",
+    "ui_command",
+]
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking store cannot be reached or written; raised before any compute starts."""
+
+
+def default_tracking_uri(output_dir: str | Path) -> str:
+    """The local SQLite store under ``output_dir`` (a bundle's ``eval/``)."""
+    return "sqlite:///" + str(Path(output_dir).resolve() / DB_NAME)
+
+
+def resolve_tracking_uri(output_dir: str | Path, tracking_uri: str | None = None) -> str:
+    """``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else the SQLite store under ``output_dir``."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output_dir)
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with the fix in the message, when ``uri`` cannot hold runs.
+
+    * ``http(s)://``: the server must answer its ``/health`` endpoint within ``timeout`` seconds;
+    * ``sqlite:///path``: the folder must be creatable and writable;
+    * ``file://`` or a bare path: refused, MLflow 3.13+ no longer accepts file stores.
+    """
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise TrackingUnavailableError(
+                        f"MLflow server {uri} answered {response.status} on /health. Check the server, or unset "
+                        "MLFLOW_TRACKING_URI to record into the bundle's local eval/mlflow.db."
+                    )
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as e:
+            raise TrackingUnavailableError(
+                f"MLflow tracking server {uri} is unreachable ({getattr(e, 'reason', e)}). Start it "
+                f"(`mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, or unset it to record "
+                "into the bundle's local eval/mlflow.db."
+            ) from e
+        return
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingUnavailableError(f"cannot create the folder of the MLflow store {db}: {e}.") from e
+        if not os.access(db.parent, os.W_OK):
+            raise TrackingUnavailableError(
+                f"the folder of the MLflow store {db} is not writable; choose another output_dir."
+            )
+        return
+    if uri.startswith("file:") or "://" not in uri:
+        raise TrackingUnavailableError(
+            f"MLflow tracking URI {uri!r} is a file store, which MLflow 3.13+ refuses. Use a SQLite store "
+            f"(sqlite:///{Path(uri.removeprefix('file://')).resolve()}/{DB_NAME}) or a tracking server."
+        )
+
+
+def ui_command(uri: str) -> str:
+    """The shell command that opens the MLflow UI on ``uri``."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri} --port 5000   (then open http://127.0.0.1:5000)"
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested params to ``a.b`` keys with string values MLflow accepts (at most 6000 characters each)."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            out[name] = text[:6000]
+    return out
+
+
+def current_bundle_config() -> dict[str, Any] | None:
+    """The merged config (with command-line overrides) of the MONAI bundle being parsed, or ``None``.
+
+    A bundle config cannot refer to itself, but its components are instantiated while MONAI's ``ConfigParser``
+    resolves them, so the parser is on the call stack. This is how the executed config reaches MLflow without asking
+    users for MONAI's ``--tracking`` flag.
+    """
+    from monai.bundle import ConfigParser
+
+    for frame_info in inspect.stack(context=0):
+        candidate = frame_info.frame.f_locals.get("self")
+        if isinstance(candidate, ConfigParser):
+            config = candidate.get()
+            return config if isinstance(config, dict) else None
+    return None
+
+
+class MlflowRun:
+    """One MLflow run driven through an explicit client: start (or resume), log, end.
+
+    Args:
+        tracking_uri: where runs go; see :func:`resolve_tracking_uri`.
+        experiment_name: created when missing, with artifacts next to a SQLite store.
+        run_name: shown in the UI.
+        run_id: resume this run instead of creating one (a killed training continues its run).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        run_name: str,
+        run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            artifact_location = None
+            if tracking_uri.startswith("sqlite:///"):
+                artifact_location = (Path(tracking_uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR).as_uri()
+            experiment_id = self.client.create_experiment(experiment_name, artifact_location=artifact_location)
+        else:
+            experiment_id = experiment.experiment_id
+        if run_id is not None:
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+            self.run_id = run.info.run_id
+        self.experiment_id = experiment_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        fresh = [Param(k, v) for k, v in flatten_params(params).items() if k not in existing]
+        for start in range(0, len(fresh), 100):
+            self.client.log_batch(self.run_id, params=fresh[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        batch = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        else:
+            logger.warning("artifact %s does not exist; not logged to MLflow run %s", path, self.run_id)
+
+    def log_dict(self, data: Mapping[str, Any], file_name: str) -> None:
+        self.client.log_dict(self.run_id, dict(data), file_name)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
