@@ -66,11 +66,8 @@ class LabelScheme:
         """
         if class_map.ndim >= 2 and class_map.shape[1] == 1:
             class_map = class_map[:, 0]
-        masks = []
-        for classes in self.regions.values():
-            lut = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=class_map.device)
-            lut[list(classes)] = True
-            masks.append(lut[class_map.long().clamp(0, lut.numel() - 1)])
+        class_map = class_map.long()
+        masks = [torch.isin(class_map, torch.tensor(c, device=class_map.device)) for c in self.regions.values()]
         return torch.stack(masks, dim=1).float()
 
     def class_map_from_logits(

@@ -1,0 +1,35 @@
+"""A tqdm progress bar over an engine's iterations, showing the training loss."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["ProgressBar"]
+
+
+def _loss(output: Any) -> dict[str, float]:
+    item = output[0] if isinstance(output, list | tuple) and output else output
+    loss = item.get("loss") if isinstance(item, dict) else None
+    return {"loss": float(loss)} if loss is not None else {}
+
+
+class ProgressBar:
+    """Ignite's tqdm ``ProgressBar`` attached the way MONAI handler lists attach (``attach(engine)``).
+
+    Args:
+        show_loss: show the iteration's loss (trainers); off for evaluators.
+        persist: keep each epoch's finished bar on screen.
+    """
+
+    def __init__(self, show_loss: bool = True, persist: bool = False) -> None:
+        self.show_loss = show_loss
+        self.persist = persist
+
+    def attach(self, engine: Engine) -> None:
+        from ignite.handlers import ProgressBar as IgniteProgressBar
+
+        bar = IgniteProgressBar(persist=self.persist)
+        bar.attach(engine, output_transform=_loss if self.show_loss else None)
