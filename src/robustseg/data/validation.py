@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from robustseg.data.layouts import MODALITIES, BraTSLayout, get_layout
 
-__all__ = ["CaseValidationError", "validate_case", "validate_cases"]
+__all__ = ["CaseValidationError", "validate_case", "validate_cases", "validate_datalist"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +225,25 @@ def validate_cases(
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(rejected, indent=2) + "\n")
     return valid
+
+
+def validate_datalist(
+    datalist: str | Path, root: str | Path, splits: Sequence[str] = ("training", "validation"), atol: float = 1e-3
+) -> int:
+    """Validate the cases of ``splits`` in a datalist before a workflow loads them; returns the number checked.
+
+    Bundle workflows call this in their ``initialize`` section, so a bad case stops the run with a clear error before
+    any data is cached or any model is trained. Raises like :func:`validate_cases` without ``skip_invalid``.
+    """
+    path = Path(datalist)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"datalist {path} does not exist; write one with scripts/make_datalist.py --root {root} "
+            "(real BraTS) or scripts/make_phantoms.py (phantom data)."
+        )
+    data = json.loads(path.read_text())
+    records = [r for split in splits for r in data.get(split, [])]
+    if not records:
+        raise ValueError(f"datalist {path} has no cases in {list(splits)}; rebuild it with scripts/make_datalist.py.")
+    validate_cases(records, root, atol=atol)
+    return len(records)

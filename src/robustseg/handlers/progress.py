@@ -22,6 +22,8 @@ class ProgressBar:
     Args:
         show_loss: show the iteration's loss (trainers); off for evaluators.
         persist: keep each epoch's finished bar on screen.
+
+    The bar is shown only on a terminal (tqdm's ``disable=None``), so logs written to files stay readable.
     """
 
     def __init__(self, show_loss: bool = True, persist: bool = False) -> None:
@@ -31,5 +33,5 @@ class ProgressBar:
     def attach(self, engine: Engine) -> None:
         from ignite.handlers import ProgressBar as IgniteProgressBar
 
-        bar = IgniteProgressBar(persist=self.persist)
+        bar = IgniteProgressBar(persist=self.persist, disable=None)
         bar.attach(engine, output_transform=_loss if self.show_loss else None)

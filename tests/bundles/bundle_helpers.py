@@ -1,0 +1,34 @@
+"""Constants and helpers for the bundle tests (imported by the test modules; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "brats_unet3d"
+
+TINY: dict[str, Any] = {
+    "channels": [4, 8, 16],
+    "strides": [2, 2],
+    "num_res_units": 1,
+    "roi_size": [32, 32, 32],
+    "sw_batch_size": 2,
+    "num_samples": 1,
+    "max_epochs": 2,
+    "val_interval": 1,
+    "num_workers": 0,
+    "device": "$torch.device('cpu')",
+    "amp": False,
+}
+
+
+def copy_bundle(dest: Path) -> Path:
+    """A private copy of the bundle's configs, so runs write models/ and eval/ under ``dest``."""
+    shutil.copytree(BUNDLE / "configs", dest / "configs")
+    return dest
+
+
+def config_files(bundle: Path, *overlays: str) -> list[str]:
+    return [str(bundle / "configs" / "train.json"), *(str(bundle / "configs" / o) for o in overlays)]
