@@ -15,10 +15,14 @@ overrides=("$@")
 echo "[demo] 1/3 phantom BraTS cases -> $DATA"
 python scripts/make_phantoms.py --output "$DATA" --num-cases "${NUM_CASES:-60}" --seed 0 --fractions 0.68 0.12 0.2
 
-# a fresh training: drop checkpoints of an earlier demo so they cannot be resumed or evaluated by mistake
-rm -rf "$BUNDLE/models" "$BUNDLE/eval/metrics" "$BUNDLE/eval/predictions"
+# the demo keeps its checkpoints and results apart from your own (models/, eval/metrics); MLflow runs share eval/mlflow.db.
+# A fresh training: drop what an earlier demo left so it cannot be resumed or evaluated by mistake.
+CKPT="$BUNDLE/models/cpu_demo"
+OUT="$BUNDLE/eval/cpu_demo"
+rm -rf "$CKPT" "$OUT"
 common=(--bundle_root "$BUNDLE" --dataset_dir "$DATA" --meta_file "$BUNDLE/configs/metadata.json"
-        --logging_file "$BUNDLE/configs/logging.conf")
+        --logging_file "$BUNDLE/configs/logging.conf" --ckpt_dir "$CKPT"
+        --metrics_dir "$OUT/metrics" --prediction_dir "$OUT/predictions")
 echo "[demo] 2/3 training the 3-D UNet (CPU profile configs/cpu_demo.json)"
 python -m monai.bundle run --config_file "['$BUNDLE/configs/train.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
@@ -27,6 +31,6 @@ python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','$BUNDLE/configs/evaluate.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
 echo
-python -m robustseg.evaluation.summary "$BUNDLE/eval"
-echo "Predictions (NIfTI, BraTS labels, input affine): $BUNDLE/eval/predictions"
+python -m robustseg.evaluation.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
+echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
 echo "[demo] finished in $(( $(date +%s) - start )) s (set-up excluded)"

@@ -26,7 +26,9 @@ def read_case_dice(metrics_dir: str | Path, scheme: LabelScheme = BRATS) -> dict
     """Per-case Dice by region from ``<metrics_dir>/val_mean_dice_raw.csv`` (NaN where a region is empty in both)."""
     path = Path(metrics_dir) / RAW_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run the bundle's evaluate workflow first (configs/evaluate.json).")
+        raise FileNotFoundError(
+            f"{path} does not exist; run the bundle's evaluate workflow first (configs/evaluate.json)."
+        )
     with path.open() as f:
         rows = list(csv.DictReader(f))
     regions = scheme.region_names
@@ -77,18 +79,22 @@ def write_case_table(cases: dict[str, dict[str, float]], path: str | Path) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Summarise a bundle evaluation by region (ET, TC, WT).")
-    parser.add_argument("output_dir", help="the bundle's eval/ folder (holds metrics/ and mlflow.db)")
+    parser.add_argument("output_dir", help="the bundle's eval/ folder (holds mlflow.db, and metrics/ by default)")
+    parser.add_argument(
+        "--metrics-dir", help="where the evaluate workflow wrote its metrics (default OUTPUT_DIR/metrics)"
+    )
     args = parser.parse_args(argv)
     output_dir = Path(args.output_dir)
+    metrics_dir = Path(args.metrics_dir) if args.metrics_dir else output_dir / "metrics"
     try:
-        cases = read_case_dice(output_dir / "metrics")
+        cases = read_case_dice(metrics_dir)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     table = summarize(cases)
-    write_case_table(cases, output_dir / "metrics" / "dice_per_case.csv")
+    write_case_table(cases, metrics_dir / "dice_per_case.csv")
     uri = resolve_tracking_uri(output_dir)
-    print(f"Dice on {len(cases)} held-out cases (per case: {output_dir / 'metrics' / 'dice_per_case.csv'}):")
+    print(f"Dice on {len(cases)} held-out cases (per case: {metrics_dir / 'dice_per_case.csv'}):")
     print(format_summary(table))
     print(f"MLflow runs: {uri}\nOpen the MLflow UI: {ui_command(uri)}")
     return 0
