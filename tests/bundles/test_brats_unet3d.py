@@ -302,3 +302,61 @@ def test_invalid_case_stops_training_before_any_compute(tmp_path: Path, phantom_
     assert isinstance(error, CaseValidationError)
     assert error.case_id == case["case_id"] and Path(case["image"][2]).name in str(error)
     assert not (bundle / "models").exists()
+
+
+ATTACK = {
+    "attack_eps": [0.1, 0.3],
+    "attacks": ["fgsm", {"name": "ifgsm", "steps": 2}],
+    "attack_examples": 1,
+}
+
+
+def attack_files(bundle: Path) -> list[str]:
+    return [*config_files(bundle), str(REPO / "configs" / "attack.json")]
+
+
+def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(trained: Path, phantom_root: Path) -> None:
+    run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
+    out = trained / "eval" / "attack"
+    rows = (out / "results.csv").read_text().splitlines()
+    cases = load_datalist(phantom_root / "datalist.json", "testing")
+    assert len(rows) - 1 == len(cases) * (1 + 2 * 2) * 3  # cases x (clean + 2 attacks x 2 eps) x regions
+    stats = (out / "report" / "statistics.csv").read_text()
+    assert "ifgsm@0.3" in stats and "fgsm@0.1" in stats
+    html = (out / "report" / "report.html").read_text()
+    assert "self-check" in html.lower() and "data:image/png;base64," in html
+    (run,) = runs_named(trained, "attack")
+    assert run.info.status == "FINISHED"
+    assert any(k.startswith("dice_WT_ifgsm") for k in run.data.metrics)
+    # the example volume keeps the (preprocessed) input's affine, so it opens beside the case in a viewer
+    example = next((out / "examples").glob("*ifgsm@0.3_adversarial.nii.gz"))
+    assert nib.load(example).shape[:3] == nib.load(next((out / "examples").glob("*_pred_adversarial.nii.gz"))).shape[:3]
+    # a rerun resumes: nothing is recomputed or duplicated
+    before = (out / "results.csv").read_text()
+    run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
+    assert (out / "results.csv").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"attacks": ["fgsm", "deepfool"]}, "unknown attack 'deepfool'"),
+        ({"attack_eps": [0.1, 0.0]}, "eps must be a finite number > 0"),
+        ({"attack_norm": "l1"}, "norm must be one of"),
+    ],
+)
+def test_bad_attack_settings_fail_before_any_compute(
+    trained: Path, phantom_root: Path, tmp_path: Path, override: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(RuntimeError) as info:
+        run_workflow(trained, phantom_root, attack_files(trained), attack_output_dir=str(tmp_path / "a"), **override)
+    assert message in str(info.value.__cause__)
+    assert not (tmp_path / "a").exists()
+
+
+def test_attack_on_a_mismatched_checkpoint_is_refused(trained: Path, phantom_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError) as info:
+        run_workflow(
+            trained, phantom_root, attack_files(trained), channels=[8, 16, 32], attack_output_dir=str(tmp_path / "a")
+        )
+    assert "does not match the network" in str(info.value.__cause__)
