@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's first command: phantom BraTS cases -> train the 3-D UNet bundle on CPU -> evaluate on held-out cases.
+# The README's first command: phantom BraTS cases -> train the 3-D UNet on CPU -> evaluate -> attack audit.
 #   NUM_CASES    phantom cases to generate (default 60: 41 training, 7 validation, 12 test)
 #   DEMO_DATA    where the phantoms go (default data/phantoms)
-#   DEMO_EPOCHS  training epochs (default: configs/cpu_demo.json)
+#   DEMO_EPOCHS  training epochs (default 20, configs/cpu_demo.json)
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
@@ -12,7 +12,7 @@ BUNDLE=bundles/brats_unet3d
 overrides=("$@")
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
 
-echo "[demo] 1/3 phantom BraTS cases -> $DATA"
+echo "[demo] 1/4 phantom BraTS cases -> $DATA"
 python scripts/make_phantoms.py --output "$DATA" --num-cases "${NUM_CASES:-60}" --seed 0 --fractions 0.68 0.12 0.2
 
 # the demo keeps its checkpoints and results apart from your own (models/, eval/metrics); MLflow runs share eval/mlflow.db.
@@ -23,14 +23,19 @@ rm -rf "$CKPT" "$OUT"
 common=(--bundle_root "$BUNDLE" --dataset_dir "$DATA" --meta_file "$BUNDLE/configs/metadata.json"
         --logging_file "$BUNDLE/configs/logging.conf" --ckpt_dir "$CKPT"
         --metrics_dir "$OUT/metrics" --prediction_dir "$OUT/predictions")
-echo "[demo] 2/3 training the 3-D UNet (CPU profile configs/cpu_demo.json)"
+echo "[demo] 2/4 training the 3-D UNet (CPU profile configs/cpu_demo.json)"
 python -m monai.bundle run --config_file "['$BUNDLE/configs/train.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
-echo "[demo] 3/3 evaluating the best checkpoint on the held-out test cases"
+echo "[demo] 3/4 evaluating the best checkpoint on the held-out test cases"
 python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','$BUNDLE/configs/evaluate.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
 echo
 python -m robustseg.evaluation.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
 echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
+echo
+echo "[demo] 4/4 attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on the test cases, paired Wilcoxon tests"
+python -m monai.bundle run \
+    --config_file "['$BUNDLE/configs/train.json','configs/attack.json','configs/cpu_demo.json']" \
+    "${common[@]}" --attack_output_dir "$OUT/attack" "${overrides[@]}"
 echo "[demo] finished in $(( $(date +%s) - start )) s (set-up excluded)"
