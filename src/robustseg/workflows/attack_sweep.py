@@ -163,7 +163,6 @@ class AttackSweep:
         self.seed = int(seed)
         self.num_examples = int(num_examples)
         self.loss = loss
-        self.threat_text = next(iter(self.threats.values())).describe().split(" eps=")[0]
         self.unit = unit
         self.norm = norm
         self.checks: list[SelfCheck] = []
@@ -381,7 +380,7 @@ def run_attack_audit(
     run = MlflowRun(uri, experiment_name, run_name)
     try:
         outcome = sweep.run()
-        settings = {**sweep.settings(), "eps_unit": sweep.unit}
+        settings = sweep.settings()
         report = write_html_report(
             sweep.output_dir / "report",
             outcome["rows"],
