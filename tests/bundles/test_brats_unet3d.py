@@ -330,6 +330,7 @@ def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(traine
     assert any(k.startswith("dice_WT_ifgsm") for k in run.data.metrics)
     # the example volume keeps the (preprocessed) input's affine, so it opens beside the case in a viewer
     example = next((out / "examples").glob("*ifgsm@0.3_adversarial.nii.gz"))
+    assert example.name.split("_")[0] in {c["case_id"] for c in cases}  # named by case id, not by the T1 file
     assert nib.load(example).shape[:3] == nib.load(next((out / "examples").glob("*_pred_adversarial.nii.gz"))).shape[:3]
     # a rerun resumes: nothing is recomputed or duplicated
     before = (out / "results.csv").read_text()

@@ -25,6 +25,7 @@ import torch
 
 from robustseg.attacks import FGSM, Attack, IterativeFGSM, TargetedIterativeFGSM, ThreatModel
 from robustseg.attacks.targets import erase_tumour, relabel_enhancing_as_oedema
+from robustseg.data.naming import case_output_name
 from robustseg.evaluation.metrics import case_metrics
 from robustseg.evaluation.report import audit_rows, headline_table, write_html_report
 from robustseg.evaluation.results import ResultsStore
@@ -324,6 +325,7 @@ class AttackSweep:
                 output_dtype=dtype,
                 resample=False,
                 print_log=False,
+                output_name_formatter=case_output_name,
             )
             tensor = volume.detach().cpu()
             if hasattr(x, "meta") and not hasattr(tensor, "meta"):
