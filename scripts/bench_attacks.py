@@ -28,9 +28,9 @@ Method:
   timed alone on the same tensors (median of many repeats) and given as a fraction of the bare forward + backward.
   When a ratio exceeds ``--limit``, a ``torch.profiler`` run lists the operators whose self time grows most per step.
 * **Sweep throughput.** :class:`~robustseg.workflows.attack_sweep.AttackSweep` end to end (checkpoint check,
-  self-checks, clean and attacked inference, results, statistics) on synthetic cases: cases x attacked conditions per
-  minute. Batching: time of ``B`` single-case calls of i-FGSM / time of one call on a batch of ``B`` (> 1: batching
-  would help; the sweep attacks one case at a time).
+  self-checks, clean and attacked inference, results, statistics, example volumes) on synthetic cases, through the
+  sliding window of ``--sw-roi``: cases x attacked conditions per minute. Batching: time of ``B`` single-case calls
+  of i-FGSM / time of one call on a batch of ``B`` (> 1: batching would help; the sweep attacks one case at a time).
 """
 
 from __future__ import annotations
@@ -80,11 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON goes")
     parser.add_argument("--quick", action="store_true", help="tiny configuration for smoke tests (numbers mean little)")
-    parser.add_argument("--size", type=int, default=96, help="direct input: one size^3 window (the demo's sw_roi_size)")
+    parser.add_argument("--size", type=int, default=96, help="direct input: one size^3 window, batch 1")
     parser.add_argument("--sw-shape", type=int, nargs=3, default=[80, 96, 80], help="volume for the sliding window")
-    parser.add_argument(
-        "--sw-roi", type=int, default=64, help="sliding-window roi_size (sw_batch_size 4, overlap 0.25)"
-    )
+    parser.add_argument("--sw-roi", type=int, default=64, help="sliding-window roi_size, also the sweep's (the demo's)")
     parser.add_argument("--steps", type=int, default=4, help="i-FGSM steps per timed call (>= 2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed attack calls after one warm-up")
     parser.add_argument("--breakdown-repeats", type=int, default=20, help="repeats of each timed piece")
@@ -340,7 +338,7 @@ def sweep_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     network = demo_network(args.seed)
     checkpoint = workdir / "model.pt"
     torch.save(network.state_dict(), checkpoint)
-    inferer = SlidingWindowInferer(roi_size=args.size, sw_batch_size=4, overlap=0.25)
+    inferer = SlidingWindowInferer(roi_size=args.sw_roi, sw_batch_size=4, overlap=0.25)
     attacks = ["fgsm", {"name": "ifgsm", "steps": args.sweep_steps}]
     conditions = len(attacks) * len(args.sweep_eps)
     sweep = AttackSweep(network, checkpoint, inferer, cases, attacks, args.sweep_eps, workdir / "sweep")
@@ -369,7 +367,7 @@ def sweep_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "attacks": attacks,
             "eps": args.sweep_eps,
             "conditions_per_case": conditions,
-            "inferer": f"SlidingWindowInferer(roi_size={args.size}, sw_batch_size=4, overlap=0.25)",
+            "inferer": f"SlidingWindowInferer(roi_size={args.sw_roi}, sw_batch_size=4, overlap=0.25)",
             "wall_s": summary([seconds]),
             "cases_x_conditions_per_minute": summary([throughput]),
         },

@@ -77,7 +77,7 @@ class LabelScheme:
         if head == "softmax":
             if logits.shape[1] != self.num_classes:
                 raise ValueError(f"a softmax head must have {self.num_classes} channels but has {logits.shape[1]}.")
-            return logits.argmax(dim=1, keepdim=True)
+            return logits.max(dim=1, keepdim=True).indices  # argmax, several times faster on CPU
         if head == "sigmoid":
             return self.class_map_from_region_masks(torch.sigmoid(logits) > threshold)
         raise ValueError(f"head must be 'softmax' or 'sigmoid' but is {head!r}.")

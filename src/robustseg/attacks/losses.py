@@ -115,7 +115,7 @@ def _probabilities_and_targets(
 
 def _predicted_class_map(logits: torch.Tensor, head: str, scheme: LabelScheme | None) -> torch.Tensor:
     if head == "softmax":
-        return logits.argmax(dim=1)
+        return logits.max(dim=1).indices  # same result as argmax, several times faster on CPU
     return _sigmoid_scheme(scheme).class_map_from_logits(logits, head="sigmoid")[:, 0]
 
 
