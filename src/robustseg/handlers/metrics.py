@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["select_region"]
+import torch
+
+__all__ = ["loss_from_output", "select_region"]
 
 
 def select_region(index: int, keys: Sequence[str] = ("pred", "label")) -> Callable[[Any], tuple[list, ...]]:
@@ -21,3 +24,12 @@ def select_region(index: int, keys: Sequence[str] = ("pred", "label")) -> Callab
         return tuple([item[k][index : index + 1] for item in items] for k in keys)
 
     return transform
+
+
+def loss_from_output(output: Any) -> float | None:
+    """The finite training loss in an engine's output (MONAI trainers: a list of dicts with ``loss``), or ``None``."""
+    item = output[0] if isinstance(output, list | tuple) and output else output
+    loss = item.get("loss") if isinstance(item, Mapping) else item
+    if isinstance(loss, torch.Tensor) and loss.numel() > 0:
+        loss = loss.detach().float().mean().item()
+    return float(loss) if isinstance(loss, float | int) and math.isfinite(loss) else None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from robustseg.handlers.metrics import loss_from_output
 from robustseg.tracking import MlflowRun, check_tracking_uri, current_bundle_config, resolve_tracking_uri, ui_command
 
 if TYPE_CHECKING:
@@ -120,13 +121,9 @@ class MLflowTracker:
         )
 
     def _collect_loss(self, engine: Engine) -> None:
-        output = engine.state.output
-        item = output[0] if isinstance(output, list | tuple) and output else output
-        loss = item.get("loss") if isinstance(item, Mapping) else item
-        if isinstance(loss, torch.Tensor):
-            loss = loss.detach().float().mean().item()
-        if isinstance(loss, float | int) and math.isfinite(loss):
-            self._losses.append(float(loss))
+        loss = loss_from_output(engine.state.output)
+        if loss is not None:
+            self._losses.append(loss)
 
     def _log_epoch(self, engine: Engine) -> None:
         if self.run is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from robustseg.handlers.metrics import loss_from_output
+
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
@@ -11,9 +13,8 @@ __all__ = ["ProgressBar"]
 
 
 def _loss(output: Any) -> dict[str, float]:
-    item = output[0] if isinstance(output, list | tuple) and output else output
-    loss = item.get("loss") if isinstance(item, dict) else None
-    return {"loss": float(loss)} if loss is not None else {}
+    loss = loss_from_output(output)
+    return {"loss": loss} if loss is not None else {}
 
 
 class ProgressBar:
