@@ -316,7 +316,7 @@ def attack_files(bundle: Path) -> list[str]:
 
 
 def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(trained: Path, phantom_root: Path) -> None:
-    run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
+    workflow = run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
     out = trained / "eval" / "attack"
     rows = (out / "results.csv").read_text().splitlines()
     cases = load_datalist(phantom_root / "datalist.json", "testing")
@@ -329,13 +329,17 @@ def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(traine
     assert run.info.status == "FINISHED"
     assert any(k.startswith("dice_WT_ifgsm") for k in run.data.metrics)
     # the example volume keeps the (preprocessed) input's affine, so it opens beside the case in a viewer
-    example = next((out / "examples").glob("*ifgsm@0.3_adversarial.nii.gz"))
-    assert example.name.split("_")[0] in {c["case_id"] for c in cases}  # named by case id, not by the T1 file
-    assert nib.load(example).shape[:3] == nib.load(next((out / "examples").glob("*_pred_adversarial.nii.gz"))).shape[:3]
+    first = workflow.parser.get_parsed_content("attack_dataset")[0]
+    example = out / "examples" / f"{first['case_id']}_ifgsm@0.3_adversarial.nii.gz"  # named by case id
+    prediction = out / "examples" / f"{first['case_id']}_ifgsm@0.3_pred_adversarial.nii.gz"
+    for path in (example, prediction):
+        assert nib.load(path).shape[:3] == tuple(first["image"].shape[1:])
+        np.testing.assert_allclose(nib.load(path).affine, first["image"].affine.numpy(), atol=1e-5)
     # a rerun resumes: nothing is recomputed or duplicated
-    before = (out / "results.csv").read_text()
+    before, saved_at = (out / "results.csv").read_text(), example.stat().st_mtime_ns
     run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
     assert (out / "results.csv").read_text() == before
+    assert example.stat().st_mtime_ns == saved_at  # the example was read back, not attacked and written again
 
 
 @pytest.mark.parametrize(

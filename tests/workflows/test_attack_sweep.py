@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 
 from robustseg.labels import BRATS
@@ -96,3 +98,41 @@ def test_attack_specs_are_checked_before_compute() -> None:
     with pytest.raises(ValueError, match="needs attack 'tifgsm'"):
         AttackSpec.parse({"name": "ifgsm", "target": "erase_tumour"})
     assert AttackSpec.parse({"name": "tifgsm", "target": "enhancing_as_oedema"}).label == "tifgsm-enhancing_as_oedema"
+
+
+def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
+    sigmoid_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, checkpoint, cases = sigmoid_model
+    with_meta = [
+        {**c, "image": MetaTensor(c["image"], affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])))} for c in cases
+    ]
+
+    def sweep() -> AttackSweep:
+        return AttackSweep(
+            net,
+            checkpoint,
+            SimpleInferer(),
+            with_meta[:2],
+            [{"name": "ifgsm", "steps": 2}],
+            [0.3],
+            tmp_path,
+            head="sigmoid",
+            mask="none",
+            num_examples=1,
+        )
+
+    first = sweep().run()["examples"]
+    saved = tmp_path / "examples" / "case0_ifgsm@0.3_adversarial.nii.gz"
+    assert nib.load(saved).affine == pytest.approx(np.diag([2.0, 2.0, 3.0, 1.0]))  # the input's affine
+    calls = []
+    monkeypatch.setattr(AttackSpec, "build", lambda *a, **k: calls.append(a) or pytest.fail("attacked again"))
+    second = sweep().run()["examples"]
+    assert not calls and len(first) == len(second) == 1
+    for key in ("adversarial", "pred_adversarial", "pred_clean", "image"):
+        np.testing.assert_allclose(second[0][key], first[0][key], atol=1e-6)
+    saved.unlink()  # an example lost from disk is attacked again; its rows are not duplicated
+    monkeypatch.undo()
+    third = sweep().run()["examples"]
+    np.testing.assert_allclose(third[0]["adversarial"], first[0]["adversarial"], atol=1e-6)
+    assert len(read_rows(tmp_path / "results.csv")) == 2 * 2 * 3

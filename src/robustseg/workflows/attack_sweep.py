@@ -252,8 +252,14 @@ class AttackSweep:
                 for eps in self.eps:
                     key = {"case_id": case_id, "attack": spec.label, "eps": eps, "region": first_region}
                     keep_example = index < self.num_examples and eps == max(self.eps)
-                    if store.has(key) and not keep_example:
+                    condition = f"{spec.label}@{eps:g}"
+                    stored = store.has(key)
+                    if stored and not keep_example:
                         continue
+                    if stored:  # resumed: read the example saved with the row rather than attack again
+                        clean_pred = self.predict(x) if clean_pred is None else clean_pred
+                        if self._reload_example(case_id, condition, x, y, clean_pred):
+                            continue
                     attack = spec.build(
                         self.network,
                         self.threats[eps],
@@ -270,12 +276,12 @@ class AttackSweep:
                         "l2": float(result.l2[0]),
                         "psnr_db": float(result.psnr_db[0]),
                     }
-                    store.append(self._rows(case_id, spec.label, eps, adv_pred, y, spacing, stats))
-                    if keep_example:
+                    if keep_example:  # saved before the row, so a stored row always has its example on disk
                         clean_pred = self.predict(x) if clean_pred is None else clean_pred
-                        self._keep_example(
-                            case_id, f"{spec.label}@{eps:g}", x, result.adversarial, y, clean_pred, adv_pred
-                        )
+                        self._save_example(case_id, condition, x, result.adversarial, adv_pred)
+                        self._remember_example(case_id, condition, x, result.adversarial, y, clean_pred, adv_pred)
+                    if not stored:
+                        store.append(self._rows(case_id, spec.label, eps, adv_pred, y, spacing, stats))
         return self.finish(store)
 
     def _spacing(self, image: Any) -> list[float] | None:
@@ -301,7 +307,49 @@ class AttackSweep:
         )
         self.checks.append(check_gradients(probe.gradient(x, y), self.threats[self.eps[0]].mask_for(x)))
 
-    def _keep_example(
+    def example_path(self, case_id: str, condition: str, name: str) -> Path:
+        """Where an example volume is saved: ``examples/<case>_<attack>@<eps>_<adversarial|pred_adversarial>``."""
+        return self.output_dir / "examples" / f"{case_id}_{condition}_{name}.nii.gz"
+
+    def _save_example(
+        self, case_id: str, condition: str, x: torch.Tensor, adversarial: torch.Tensor, adv_pred: torch.Tensor
+    ) -> None:
+        """Save the adversarial input and its prediction as NIfTI with the preprocessed input's affine."""
+        from monai.data import MetaTensor
+        from monai.transforms import SaveImage
+
+        meta = {**dict(getattr(x, "meta", {})), "filename_or_obj": case_id}
+        for name, volume, dtype in (
+            ("adversarial", adversarial[0], np.float32),
+            ("pred_adversarial", adv_pred[0], np.uint8),
+        ):
+            saver = SaveImage(
+                output_dir=str(self.output_dir / "examples"),
+                output_postfix=f"{condition}_{name}",
+                separate_folder=False,
+                output_dtype=dtype,
+                resample=False,
+                print_log=False,
+                output_name_formatter=case_output_name,
+            )
+            saver(MetaTensor(volume.detach().cpu().as_subclass(torch.Tensor), meta=meta))
+
+    def _reload_example(
+        self, case_id: str, condition: str, x: torch.Tensor, label: torch.Tensor, clean_pred: torch.Tensor
+    ) -> bool:
+        """On resume, read a stored example back; False when its files are missing (the case is attacked again)."""
+        from monai.transforms import LoadImage
+
+        paths = [self.example_path(case_id, condition, n) for n in ("adversarial", "pred_adversarial")]
+        if not all(p.is_file() for p in paths):
+            logger.warning("example volumes of %s %s are missing; attacking the case again", case_id, condition)
+            return False
+        load = LoadImage(image_only=True, ensure_channel_first=True)
+        adversarial, adv_pred = (load(str(p)).as_tensor()[None] for p in paths)
+        self._remember_example(case_id, condition, x, adversarial, label, clean_pred, adv_pred)
+        return True
+
+    def _remember_example(
         self,
         case_id: str,
         condition: str,
@@ -311,28 +359,6 @@ class AttackSweep:
         clean_pred: torch.Tensor,
         adv_pred: torch.Tensor,
     ) -> None:
-        from monai.transforms import SaveImage
-
-        folder = self.output_dir / "examples"
-        for name, volume, dtype in (
-            ("adversarial", adversarial[0], np.float32),
-            ("pred_adversarial", adv_pred[0], np.uint8),
-        ):
-            saver = SaveImage(
-                output_dir=str(folder),
-                output_postfix=f"{condition}_{name}",
-                separate_folder=False,
-                output_dtype=dtype,
-                resample=False,
-                print_log=False,
-                output_name_formatter=case_output_name,
-            )
-            tensor = volume.detach().cpu()
-            if hasattr(x, "meta") and not hasattr(tensor, "meta"):
-                from monai.data import MetaTensor
-
-                tensor = MetaTensor(tensor, meta=dict(x.meta))
-            saver(tensor, meta_data={**getattr(tensor, "meta", {}), "filename_or_obj": case_id})
         self.examples.append(
             {
                 "case_id": case_id,
