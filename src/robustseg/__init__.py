@@ -6,8 +6,18 @@ Importing the package makes every subpackage reachable as an attribute, so bundl
 
 from __future__ import annotations
 
-from robustseg import attacks, data, evaluation, handlers, labels, tracking, workflows
+from robustseg import attacks, certification, data, evaluation, handlers, labels, tracking, workflows
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "attacks", "data", "evaluation", "handlers", "labels", "tracking", "workflows"]
+__all__ = [
+    "__version__",
+    "attacks",
+    "certification",
+    "data",
+    "evaluation",
+    "handlers",
+    "labels",
+    "tracking",
+    "workflows",
+]

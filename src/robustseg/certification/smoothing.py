@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.transforms import RandGaussianNoised
 from scipy import stats
 from torch import nn
 
@@ -40,13 +41,29 @@ from robustseg.certification.statistics import (
 )
 from robustseg.labels import BRATS, LabelScheme
 
-__all__ = ["ABSTAIN", "Certificate", "SegmentationSmoother", "certified_radius"]
+__all__ = ["ABSTAIN", "Certificate", "SegmentationSmoother", "certified_radius", "check_sigma", "noise_augmentation"]
 
 ABSTAIN = -1
 """Class of a voxel the smoothed segmenter does not certify (or, in ``predict``, does not decide)."""
 
 Inferer = Callable[[torch.Tensor, nn.Module], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def check_sigma(sigma: float) -> float:
+    sigma = float(sigma)
+    if not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a finite number > 0 but is {sigma}; it is in the model's input units.")
+    return sigma
+
+
+def noise_augmentation(sigma: float, keys: str = "image") -> RandGaussianNoised:
+    """The training augmentation of a base model for smoothing: Gaussian noise of exactly ``sigma`` on every sample.
+
+    Unlike MONAI's default, the std is not drawn from ``[0, sigma]`` (``sample_std=False``): the model must learn the
+    noise level it will be smoothed with (Cohen et al.). Noise covers the whole input, as in smoothing.
+    """
+    return RandGaussianNoised(keys=keys, prob=1.0, mean=0.0, std=check_sigma(sigma), sample_std=False)
 
 
 def certified_radius(sigma: float, tau: float) -> float:
@@ -125,9 +142,7 @@ class SegmentationSmoother:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module but is {type(model).__name__}.")
-        sigma = float(sigma)
-        if not np.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"sigma must be a finite number > 0 but is {sigma}.")
+        sigma = check_sigma(sigma)
         if head not in ("softmax", "sigmoid"):
             raise ValueError(f"head must be 'softmax' or 'sigmoid' but is {head!r}.")
         self.model = model
@@ -256,4 +271,3 @@ class SegmentationSmoother:
         decided = reject_holm(pvalues, alpha) if correction == "holm" else reject_bonferroni(pvalues, alpha)
         top = top2.indices[0]
         return torch.where(torch.as_tensor(decided, device=top.device), top, torch.full_like(top, ABSTAIN))
-

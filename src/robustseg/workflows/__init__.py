@@ -1,8 +1,9 @@
-"""Runners that bundle configs call: checkpoint checks and the attack audit."""
+"""Runners that bundle configs call: checkpoint checks, the attack audit and the certification run."""
 
 from __future__ import annotations
 
 from robustseg.workflows.attack_sweep import AttackSpec, AttackSweep, run_attack_audit
+from robustseg.workflows.certify import CertificationRun, run_certification
 from robustseg.workflows.checkpoints import check_checkpoint
 
-__all__ = ["AttackSpec", "AttackSweep", "check_checkpoint", "run_attack_audit"]
+__all__ = ["AttackSpec", "AttackSweep", "CertificationRun", "check_checkpoint", "run_attack_audit", "run_certification"]

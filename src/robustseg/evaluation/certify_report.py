@@ -1,0 +1,266 @@
+"""The report of a certification run: certified accuracy and Dice against radius, examples, one HTML page.
+
+The input is the table of :class:`robustseg.workflows.certify.CertificationRun`, one row per case x mode x sigma x tau
+x region with ``certified_dice``, ``base_dice``, ``certified_accuracy``, ``abstain_rate`` and ``radius``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustseg.evaluation.report import (
+    _CSS,
+    _e,
+    _figure_html,
+    _html_table,
+    _html_value,
+    _new_figure,
+    _overlay_rgba,
+    _save,
+    mean_interval,
+    tumour_slice,
+)
+
+__all__ = [
+    "plot_certified_example",
+    "plot_certified_vs_radius",
+    "summary_rows",
+    "summary_table",
+    "write_certification_report",
+    "write_statistics",
+]
+
+SUMMARY_COLUMNS = ("mode", "sigma", "tau", "radius", "cases", "certified accuracy", "abstain rate")
+STATS_COLUMNS = (
+    "comparison",
+    "metric",
+    "region",
+    "n",
+    "median plain",
+    "median denoised",
+    "median plain - denoised [95 % CI]",
+    "Wilcoxon p",
+    "Holm p",
+    "rank-biserial",
+)
+
+
+def _stats_cells(row: Mapping[str, Any]) -> list[str]:
+    def num(key: str, spec: str = ".3f") -> str:
+        value = row.get(key)
+        return "" if value is None or value == "" else format(float(value), spec)
+
+    return [
+        str(row["condition"]),
+        str(row["metric"]),
+        str(row["region"]),
+        str(row["n"]),
+        num("median_baseline"),
+        num("median_condition"),
+        f"{num('median_drop')} [{num('median_drop_low')}, {num('median_drop_high')}]",
+        num("p_value", ".3g"),
+        num("p_holm", ".3g"),
+        num("rank_biserial"),
+    ]
+
+
+def write_statistics(stats_rows: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """``statistics.csv`` (every key) and ``statistics.md`` (the columns of the report)."""
+    columns = list(dict.fromkeys(k for row in stats_rows for k in row))
+    with (out / "statistics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(stats_rows)
+    lines = ["| " + " | ".join(STATS_COLUMNS) + " |", "|" + "|".join(["---"] * len(STATS_COLUMNS)) + "|"]
+    lines += ["| " + " | ".join(_stats_cells(r)) + " |" for r in stats_rows]
+    (out / "statistics.md").write_text("\n".join(lines) + "\n")
+
+
+def _groups(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
+    return sorted({(str(r["mode"]), float(r["sigma"]), float(r["tau"])) for r in rows})
+
+
+def _regions(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(r["region"]) for r in rows))
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Means over cases per (mode, sigma, tau): certified accuracy, abstain rate, certified and base Dice per region."""
+    out = []
+    regions = _regions(rows)
+    for mode, sigma, tau in _groups(rows):
+        sub = [r for r in rows if r["mode"] == mode and r["sigma"] == sigma and r["tau"] == tau]
+        first = [r for r in sub if r["region"] == regions[0]]
+        row: dict[str, Any] = {
+            "mode": mode,
+            "sigma": sigma,
+            "tau": tau,
+            "radius": float(sub[0]["radius"]),
+            "cases": len(first),
+            "certified_accuracy": float(np.mean([r["certified_accuracy"] for r in first])),
+            "abstain_rate": float(np.mean([r["abstain_rate"] for r in first])),
+        }
+        for region in regions:
+            reg = [r for r in sub if r["region"] == region]
+            row[f"certified_dice_{region}"] = float(np.mean([r["certified_dice"] for r in reg]))
+            row[f"base_dice_{region}"] = float(np.mean([r["base_dice"] for r in reg]))
+        out.append(row)
+    return out
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table for the terminal: per condition, certified accuracy, abstain rate, certified / base Dice."""
+    regions = _regions(rows)
+    header = [*SUMMARY_COLUMNS, *(f"{r} cert/base Dice" for r in regions)]
+    body = []
+    for s in summary_rows(rows):
+        body.append(
+            [
+                s["mode"],
+                f"{s['sigma']:g}",
+                f"{s['tau']:g}",
+                f"{s['radius']:.3f}",
+                str(s["cases"]),
+                f"{s['certified_accuracy']:.3f}",
+                f"{s['abstain_rate']:.3f}",
+                *(f"{s[f'certified_dice_{r}']:.3f} / {s[f'base_dice_{r}']:.3f}" for r in regions),
+            ]
+        )
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
+
+
+def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Certified accuracy, abstain rate and certified Dice per region against the certified radius.
+
+    One line per mode and sigma, one point per tau, with a 95 % bootstrap interval across cases.
+    """
+    regions = _regions(rows)
+    panels = ["certified_accuracy", "abstain_rate", *(f"certified_dice:{r}" for r in regions)]
+    fig = _new_figure(3.2 * len(panels), 3.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    lines = sorted({(str(r["mode"]), float(r["sigma"])) for r in rows})
+    for ax, panel in zip(axes, panels, strict=True):
+        metric, _, region = panel.partition(":")
+        for mode, sigma in lines:
+            taus = sorted({float(r["tau"]) for r in rows if r["mode"] == mode and r["sigma"] == sigma})
+            xs, means, lows, highs = [], [], [], []
+            for tau in taus:
+                sub = [
+                    r
+                    for r in rows
+                    if r["mode"] == mode
+                    and r["sigma"] == sigma
+                    and r["tau"] == tau
+                    and r["region"] == (region or regions[0])
+                ]
+                mean, low, high = mean_interval([r[metric] for r in sub])
+                xs.append(float(sub[0]["radius"]))
+                means.append(mean)
+                lows.append(low)
+                highs.append(high)
+            style = "-" if mode == "plain" else "--"
+            (line,) = ax.plot(xs, means, style, marker="o", label=f"{mode}, sigma {sigma:g}")
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("certified L2 radius")
+        ax.set_title(f"certified Dice {region}" if region else metric.replace("_", " "))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel: int = -1) -> Path:
+    """One slice: the input, the ground truth, and the certified map with abstained voxels in grey."""
+    label = np.asarray(example["label"])
+    certified = np.asarray(example["certified"])
+    index = tumour_slice(label)
+    image = np.asarray(example["image"])[channel][..., index] if label.ndim == 3 else np.asarray(example["image"])[0]
+    lab = label[..., index] if label.ndim == 3 else label
+    cert = certified[..., index] if certified.ndim == 3 else certified
+    fig = _new_figure(9.0, 3.2)
+    axes = fig.subplots(1, 3)
+    for ax, title in zip(axes, ("input", "ground truth", "certified (grey: abstained)"), strict=True):
+        ax.imshow(image.T, cmap="gray", origin="lower")
+        ax.set_title(title, fontsize="small")
+        ax.axis("off")
+    axes[1].imshow(_overlay_rgba(lab).transpose(1, 0, 2), origin="lower")
+    overlay = _overlay_rgba(np.where(cert < 0, 0, cert))
+    overlay[cert < 0] = (0.6, 0.6, 0.6, 0.8)
+    axes[2].imshow(overlay.transpose(1, 0, 2), origin="lower")
+    return _save(fig, path)
+
+
+def write_certification_report(
+    out_dir: str | Path,
+    rows: Sequence[Mapping[str, Any]],
+    stats_rows: Sequence[Mapping[str, Any]],
+    examples: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+) -> Path:
+    """Write ``report.html`` (self-contained), ``summary.csv`` / ``.md``, ``statistics.csv`` / ``.md`` and PNGs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summary_rows(rows)
+    columns = list(summary[0]) if summary else []
+    with (out / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(summary)
+    text = summary_table(rows)
+    (out / "summary.md").write_text("```\n" + text + "\n```\n")
+    write_statistics(stats_rows, out)
+    curve = plot_certified_vs_radius(rows, out / "certified_vs_radius.png")
+    figures = [
+        (plot_certified_example(ex, out / f"example_{i}.png"), f"{ex['case_id']}: {ex['condition']}")
+        for i, ex in enumerate(examples)
+    ]
+    summary_body = [
+        [
+            str(s[c.replace(" ", "_")]) if c in ("mode", "cases") else f"{s[c.replace(' ', '_')]:.3f}"
+            for c in SUMMARY_COLUMNS
+        ]
+        for s in summary
+    ]
+    stats_html = (
+        _html_table(list(STATS_COLUMNS), [_stats_cells(r) for r in stats_rows], numeric_from=3)
+        + "<p>Paired Wilcoxon signed-rank tests over cases (two-sided; zero differences split), Holm over every test "
+        "of this table; the difference is the median of per-case plain - denoised with a bootstrap interval.</p>"
+        if stats_rows
+        else "<p>Only one smoothing mode was run, so there is no comparison.</p>"
+    )
+    parts = [
+        f"<h1>{_e(settings.get('title', 'Certification by randomized smoothing'))}</h1>",
+        "<h2>Settings</h2>",
+        _html_value(dict(settings)),
+        "<p>Every certified voxel keeps its class under any L2 perturbation of the input smaller than the radius "
+        "sigma * PhiInv(tau), with probability at least 1 - alpha over the noise for all voxels of a case at once "
+        "(SegCertify). Abstained voxels count as wrong in the certified accuracy and belong to no region in the "
+        "certified Dice; accuracy and abstain rate are taken over the brain (non-zero voxels) unless the mask is "
+        "'none'. Base Dice is the base model on the clean input.</p>",
+        "<h2>Summary</h2>",
+        _html_table(list(SUMMARY_COLUMNS), summary_body, numeric_from=1),
+        f"<pre>{_e(text)}</pre>",
+        "<h2>Certified metrics against radius</h2>",
+        _figure_html(curve, "Means over cases with 95 % bootstrap intervals; one point per tau."),
+        "<h2>Denoised against plain smoothing</h2>",
+        stats_html,
+        "<h2>Examples</h2>",
+        *(_figure_html(p, caption) for p, caption in figures),
+    ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>certification</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,394 @@
+"""The certification run: every test case smoothed at each sigma, certified at each tau, plain and denoised.
+
+A bundle config builds :class:`CertificationRun` from the bundle contract (``network``, ``checkpoint``, ``inferer``,
+``validate#preprocessing``, ``label_scheme``) and the overlay ``configs/certify.json``; ``run()`` then
+
+1. checks every setting before any compute (sigma > 0, tau in (0.5, 1), n0 and n >= 1, alpha in (0, 1), the
+   checkpoint, the denoiser's presence for the ``denoised`` mode);
+2. for each case: the base model's Dice on the clean input, then per mode (``plain``, ``denoised``) and sigma one
+   SegCertify pass whose samples serve every tau; per tau the certified class map is saved as NIfTI (abstained voxels
+   255) and one row per region is appended to ``results.csv`` (a killed run resumes where it stopped);
+3. compares denoised with plain smoothing per (sigma, tau) and region (paired Wilcoxon, Holm over the family);
+4. writes the report and records everything in one MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustseg.certification import ABSTAIN, SegmentationSmoother, certified_metrics, certified_radius, check_sigma
+from robustseg.certification.statistics import CORRECTIONS, check_alpha, check_count, check_tau, votes_needed
+from robustseg.data.naming import case_output_name
+from robustseg.evaluation.metrics import case_metrics
+from robustseg.evaluation.results import ResultsStore
+from robustseg.evaluation.statistics import compare_conditions, holm
+from robustseg.labels import BRATS, LabelScheme
+from robustseg.tracking import MlflowRun, check_tracking_uri, resolve_tracking_uri
+from robustseg.workflows.checkpoints import check_checkpoint
+
+__all__ = ["MODES", "CertificationRun", "run_certification"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("plain", "denoised")
+"""Smoothing of the base model alone, or of the base model behind the denoiser."""
+
+COLUMNS = [
+    "case_id",
+    "mode",
+    "sigma",
+    "tau",
+    "radius",
+    "region",
+    "certified_dice",
+    "base_dice",
+    "certified_accuracy",
+    "abstain_rate",
+    "n0",
+    "n",
+    "alpha",
+]
+KEY = ["case_id", "mode", "sigma", "tau", "region"]
+MAP_ABSTAIN = 255
+"""Value of abstained voxels in the saved certified maps (class indices elsewhere)."""
+
+
+def condition_label(mode: str, sigma: float, tau: float) -> str:
+    return f"{mode} sigma={sigma:g} tau={tau:g}"
+
+
+class CertificationRun:
+    """Certify every case of ``dataset`` by randomized smoothing and score the certificates per region.
+
+    Args:
+        network: the bundle's network (logits out), ideally trained with Gaussian noise at ``sigma``
+            (``configs/noise_training.json``).
+        checkpoint: its weights; checked against the network before any compute.
+        inferer: the bundle's inferer (a sliding window over the whole volume for MRI).
+        dataset: preprocessed cases (dicts with ``image`` ``(C, *spatial)``, ``label`` ``(1, *spatial)``, ``case_id``).
+        output_dir: results, maps and report go here; rerunning with the same folder resumes.
+        sigmas: noise levels, each > 0, in the model's input units (std of the z-scored MRI).
+        taus: thresholds in (0.5, 1); each certifies within ``sigma * PhiInv(tau)``.
+        n0, n, alpha, correction: SegCertify's selection samples, counting samples, family-wise level over the voxels
+            of a case, and ``holm`` or ``bonferroni``.
+        batch_size: noise samples per forward pass.
+        denoiser: ``denoiser(noisy, sigma)`` for the ``denoised`` mode (e.g. a loaded
+            :class:`~robustseg.certification.denoiser.DiffusionDenoiser`).
+        modes: any of :data:`MODES`; default ``plain``, and ``denoised`` too when a denoiser is given.
+        mask: ``nonzero`` (accuracy and abstain rate over the brain, the non-zero voxels of the input) or ``none``.
+        head, scheme, device, seed: as in the attack sweep; the noise seed of a case is derived from ``seed`` and the
+            case id, so a resumed run draws the same noise.
+        max_cases: certify at most this many cases (``None``: all).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        checkpoint: str | Path,
+        inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor],
+        dataset: Sequence[Mapping[str, Any]],
+        output_dir: str | Path,
+        sigmas: Sequence[float] = (0.25,),
+        taus: Sequence[float] = (0.75,),
+        n0: int = 100,
+        n: int = 1000,
+        alpha: float = 1e-4,
+        correction: str = "holm",
+        batch_size: int = 16,
+        denoiser: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
+        modes: Sequence[str] | None = None,
+        mask: str = "nonzero",
+        head: str = "softmax",
+        scheme: LabelScheme = BRATS,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_cases: int | None = None,
+    ) -> None:
+        if not sigmas:
+            raise ValueError("sigmas is empty; give at least one noise level > 0.")
+        if not taus:
+            raise ValueError("taus is empty; give at least one tau in (0.5, 1).")
+        self.sigmas = [check_sigma(s) for s in sigmas]
+        self.taus = [check_tau(t) for t in taus]
+        self.n0, self.n = check_count(n0, "n0"), check_count(n, "n")
+        self.alpha = check_alpha(alpha)
+        if correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+        self.correction = correction
+        self.modes = list(modes) if modes else (["plain", "denoised"] if denoiser is not None else ["plain"])
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown smoothing mode {unknown}; choose from {list(MODES)}.")
+        if "denoised" in self.modes and denoiser is None:
+            raise ValueError("mode 'denoised' needs a denoiser; train one with configs/denoiser.json and set it.")
+        if mask not in ("nonzero", "none"):
+            raise ValueError(f"mask must be 'nonzero' or 'none' but is {mask!r}.")
+        self.network = network
+        self.checkpoint = Path(checkpoint)
+        self.inferer = inferer
+        self.dataset = dataset
+        self.output_dir = Path(output_dir)
+        self.batch_size = check_count(batch_size, "batch_size")
+        self.denoiser = denoiser
+        self.mask = mask
+        self.head = head
+        self.scheme = scheme
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.max_cases = max_cases
+        self.examples: list[dict[str, Any]] = []
+
+    def settings(self) -> dict[str, Any]:
+        """What the run does, for the report and MLflow params."""
+        return {
+            "sigmas": self.sigmas,
+            "taus": self.taus,
+            "radii": {
+                f"sigma{s:g}_tau{t:g}": round(certified_radius(s, t), 4) for s in self.sigmas for t in self.taus
+            },
+            "n0": self.n0,
+            "n": self.n,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "modes": self.modes,
+            "mask": self.mask,
+            "batch_size": self.batch_size,
+            "head": self.head,
+            "checkpoint": str(self.checkpoint),
+            "cases": self._num_cases(),
+            "seed": self.seed,
+        }
+
+    def _num_cases(self) -> int:
+        return len(self.dataset) if self.max_cases is None else min(len(self.dataset), int(self.max_cases))
+
+    def load(self) -> None:
+        check_checkpoint(self.checkpoint, self.network)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        self.network.load_state_dict(state)
+        self.network.to(self.device).eval()
+        if self._num_cases() == 0:
+            raise ValueError("the certification run has no cases; check the datalist's testing split.")
+
+    def smoother(self, sigma: float, mode: str) -> SegmentationSmoother:
+        return SegmentationSmoother(
+            self.network,
+            sigma,
+            inferer=self.inferer,
+            head=self.head,
+            scheme=self.scheme,
+            denoiser=self.denoiser if mode == "denoised" else None,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+
+    def case_seed(self, case_id: str, sigma: float) -> int:
+        """The noise seed of a case: fixed by ``seed``, the case id and sigma (plain and denoised share the noise)."""
+        return (self.seed * 1_000_003 + zlib.crc32(f"{case_id}|{sigma:g}".encode())) % (2**63)
+
+    def map_path(self, case_id: str, mode: str, sigma: float, tau: float) -> Path:
+        return self.output_dir / "maps" / f"{case_id}_{mode}_sigma{sigma:g}_tau{tau:g}_certified.nii.gz"
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the certification; returns the rows, the statistics and the examples."""
+        self.load()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        store = ResultsStore(self.output_dir / "results.csv", COLUMNS, KEY)
+        first_region = self.scheme.region_names[0]
+        from tqdm import tqdm
+
+        for index in tqdm(range(self._num_cases()), desc="certification", unit="case"):
+            item = self.dataset[index]
+            case_id = str(item.get("case_id", index))
+            x = torch.as_tensor(item["image"])[None].to(self.device)
+            y = torch.as_tensor(item["label"])[None].to(self.device)
+            base: dict[str, float] | None = None
+            for mode in self.modes:
+                for sigma in self.sigmas:
+                    keys = [
+                        {"case_id": case_id, "mode": mode, "sigma": sigma, "tau": t, "region": first_region}
+                        for t in self.taus
+                    ]
+                    if all(store.has(k) for k in keys):
+                        continue
+                    if base is None:
+                        base = self._base_dice(x, y)
+                    certificates = self.smoother(sigma, mode).certify(
+                        x,
+                        n0=self.n0,
+                        n=self.n,
+                        alpha=self.alpha,
+                        tau=list(self.taus),
+                        correction=self.correction,
+                        seed=self.case_seed(case_id, sigma),
+                    )
+                    brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
+                    for cert in certificates:  # type: ignore[union-attr]
+                        self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
+                        metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain)
+                        store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
+                        if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
+                            self._remember_example(case_id, mode, sigma, cert.tau, x, y, cert.classes)
+        return self.finish(store)
+
+    def _base_dice(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            logits = self.inferer(x, self.network)
+        pred = self.scheme.class_map_from_logits(torch.as_tensor(logits), head=self.head)
+        metrics = case_metrics(pred, y, scheme=self.scheme)[0]
+        return {r: metrics[f"{r}_dice"] for r in self.scheme.region_names}
+
+    def _rows(
+        self, case_id: str, mode: str, sigma: float, tau: float, metrics: Mapping[str, float], base: Mapping[str, float]
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "case_id": case_id,
+                "mode": mode,
+                "sigma": sigma,
+                "tau": tau,
+                "radius": certified_radius(sigma, tau),
+                "region": r,
+                "certified_dice": metrics[f"certified_dice_{r}"],
+                "base_dice": base[r],
+                "certified_accuracy": metrics["certified_accuracy"],
+                "abstain_rate": metrics["abstain_rate"],
+                "n0": self.n0,
+                "n": self.n,
+                "alpha": self.alpha,
+            }
+            for r in self.scheme.region_names
+        ]
+
+    def _save_map(
+        self, x: torch.Tensor, case_id: str, mode: str, sigma: float, tau: float, classes: torch.Tensor
+    ) -> None:
+        """The certified class map as NIfTI with the preprocessed input's affine; abstained voxels are 255."""
+        from monai.data import MetaTensor
+        from monai.transforms import SaveImage
+
+        volume = torch.where(classes == ABSTAIN, torch.full_like(classes, MAP_ABSTAIN), classes).to(torch.uint8)
+        meta = {**dict(getattr(x, "meta", {})), "filename_or_obj": case_id}
+        saver = SaveImage(
+            output_dir=str(self.output_dir / "maps"),
+            output_postfix=f"{mode}_sigma{sigma:g}_tau{tau:g}_certified",
+            separate_folder=False,
+            output_dtype=np.uint8,
+            resample=False,
+            print_log=False,
+            output_name_formatter=case_output_name,
+        )
+        saver(MetaTensor(volume[None].cpu(), meta=meta))
+
+    def _remember_example(
+        self, case_id: str, mode: str, sigma: float, tau: float, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
+    ) -> None:
+        self.examples.append(
+            {
+                "case_id": case_id,
+                "condition": condition_label(mode, sigma, tau),
+                "image": x[0].detach().cpu().as_subclass(torch.Tensor).numpy(),
+                "label": y[0, 0].detach().cpu().as_subclass(torch.Tensor).numpy(),
+                "certified": classes.detach().cpu().numpy(),
+            }
+        )
+
+    # ------------------------------------------------------------------ statistics
+
+    def finish(self, store: ResultsStore) -> dict[str, Any]:
+        rows = typed_rows(store.rows())
+        return {"rows": rows, "statistics": compare_modes(rows), "examples": self.examples}
+
+
+def typed_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``results.csv`` with numbers as floats and a ``condition`` label."""
+    out = []
+    for row in rows:
+        typed: dict[str, Any] = dict(row)
+        for key in ("sigma", "tau", "radius", "certified_dice", "base_dice", "certified_accuracy", "abstain_rate"):
+            typed[key] = float(row[key])
+        typed["condition"] = condition_label(str(row["mode"]), typed["sigma"], typed["tau"])
+        out.append(typed)
+    return out
+
+
+def compare_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Denoised against plain smoothing per (sigma, tau) on certified Dice per region and certified accuracy.
+
+    Paired Wilcoxon signed-rank tests over cases (two-sided, zero differences split), Holm over every test of the run.
+    Empty when only one mode was run.
+    """
+    out: list[dict[str, Any]] = []
+    settings = sorted({(r["sigma"], r["tau"]) for r in rows})
+    for sigma, tau in settings:
+        subset = [r for r in rows if r["sigma"] == sigma and r["tau"] == tau]
+        if {r["mode"] for r in subset} != set(MODES):
+            continue
+        table = [{**r, "condition": r["mode"]} for r in subset]
+        per_case = {(r["case_id"], r["mode"]): r for r in subset}
+        accuracy = [{**r, "region": "voxels", "condition": r["mode"]} for r in per_case.values()]
+        for stats_row in compare_conditions(
+            table, baseline="plain", metric="certified_dice", alternative="two-sided"
+        ) + compare_conditions(accuracy, baseline="plain", metric="certified_accuracy", alternative="two-sided"):
+            stats_row["condition"] = f"denoised vs plain, sigma={sigma:g} tau={tau:g}"
+            stats_row["metric"] = "certified_accuracy" if stats_row["region"] == "voxels" else "certified_dice"
+            out.append(stats_row)
+    if out:
+        adjusted = holm([r["p_value"] for r in out])
+        for row, p in zip(out, adjusted, strict=True):
+            row["p_holm"] = float(p)
+            row["significant"] = bool(p <= 0.05)
+    return out
+
+
+def run_certification(
+    run: CertificationRun,
+    tracking_dir: str | Path,
+    experiment_name: str = "robustseg",
+    tracking_uri: str | None = None,
+    run_name: str = "certify",
+) -> Path:
+    """Run ``run`` inside one MLflow run, write its report, print the summary; returns the report path."""
+    from robustseg.evaluation.certify_report import summary_table, write_certification_report
+
+    uri = resolve_tracking_uri(tracking_dir, tracking_uri)
+    check_tracking_uri(uri)
+    mlflow_run = MlflowRun(uri, experiment_name, run_name)
+    try:
+        outcome = run.run()
+        settings = run.settings()
+        voxels = int(np.prod(run.dataset[0]["image"].shape[1:]))
+        settings["votes_needed"] = {
+            f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus
+        }  # for the first case's size, with Bonferroni's threshold
+        report = write_certification_report(
+            run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings
+        )
+        print(summary_table(outcome["rows"]))
+        print(f"certification report: {report}")
+        mlflow_run.log_params(settings)
+        means: dict[str, list[float]] = {}
+        for r in outcome["rows"]:
+            tag = f"{r['mode']}_sigma{r['sigma']:g}_tau{r['tau']:g}"
+            means.setdefault(f"certified_dice_{r['region']}_{tag}", []).append(r["certified_dice"])
+            if r["region"] == run.scheme.region_names[0]:
+                means.setdefault(f"certified_accuracy_{tag}", []).append(r["certified_accuracy"])
+                means.setdefault(f"abstain_rate_{tag}", []).append(r["abstain_rate"])
+        mlflow_run.log_metrics({k: float(np.nanmean(v)) for k, v in means.items()}, step=0)
+        mlflow_run.log_artifact(run.output_dir, "certify")
+    except BaseException as error:
+        mlflow_run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
+        mlflow_run.end("FAILED")
+        raise
+    mlflow_run.end("FINISHED")
+    return report

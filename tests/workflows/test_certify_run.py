@@ -1,0 +1,164 @@
+"""The certification run on a small noise-trained model: rows, maps, statistics, report, resume, MLflow, bad settings."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from monai.data import MetaTensor
+from monai.inferers import SimpleInferer
+from test_attack_sweep import nested_tumour
+
+from robustseg.certification import SegmentationSmoother, certified_metrics, noise_augmentation
+from robustseg.labels import BRATS
+from robustseg.tracking import default_tracking_uri
+from robustseg.workflows.certify import CertificationRun, run_certification
+
+SIGMA = 0.25
+AFFINE = torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0]))
+
+
+def box_blur(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A stand-in denoiser: a 3x3x3 mean filter (the diffusion denoiser has its own tests)."""
+    return torch.nn.functional.avg_pool3d(noisy, 3, stride=1, padding=1, count_include_pad=False)
+
+
+@pytest.fixture(scope="module")
+def noisy_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path, list[dict]]:
+    """A softmax conv net trained on nested tumours with Gaussian noise at SIGMA (noise_augmentation), 3 test cases."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(4, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv3d(8, 4, 1),
+    )
+    cases = [nested_tumour(rng) for _ in range(6)]
+    augment = noise_augmentation(SIGMA)
+    augment.set_random_state(0)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
+    weight = torch.tensor([0.3, 1.0, 1.0, 1.0])
+    for _ in range(120):
+        images = torch.stack([torch.as_tensor(augment({"image": c[0]})["image"]) for c in cases])
+        labels = torch.stack([c[1][0] for c in cases])
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(images), labels, weight=weight).backward()
+        optimiser.step()
+    path = tmp_path_factory.mktemp("noisy") / "model.pt"
+    torch.save(net.state_dict(), path)
+    test = [
+        {"image": MetaTensor(image, affine=AFFINE), "label": label, "case_id": f"case{i}"}
+        for i, (image, label) in enumerate(nested_tumour(rng) for _ in range(3))
+    ]
+    return net.eval(), path, test
+
+
+def make_run(noisy_model: tuple, out: Path, **kwargs) -> CertificationRun:
+    net, checkpoint, cases = noisy_model
+    settings = {
+        "sigmas": [SIGMA],
+        "taus": [0.6, 0.75],
+        "n0": 10,
+        "n": 100,
+        "alpha": 0.01,
+        "batch_size": 25,
+        "denoiser": box_blur,
+        "mask": "none",
+        **kwargs,
+    }
+    return CertificationRun(net, checkpoint, SimpleInferer(), cases, out, **settings)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_noise_augmentation_draws_exactly_sigma() -> None:
+    augment = noise_augmentation(0.5)
+    augment.set_random_state(1)
+    out = torch.as_tensor(augment({"image": torch.zeros(1, 40, 40, 40)})["image"])
+    assert out.std().item() == pytest.approx(0.5, rel=0.01)  # not a std drawn from [0, 0.5]
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+        noise_augmentation(0.0)
+
+
+def test_run_writes_rows_maps_statistics_and_report(noisy_model: tuple, tmp_path: Path) -> None:
+    net, _, cases = noisy_model
+    outcome = make_run(noisy_model, tmp_path).run()
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == 3 * 2 * 1 * 2 * 3  # cases x modes x sigmas x taus x regions
+    # a row's metrics are those of the saved map, recomputed by hand from the NIfTI on disk
+    path = tmp_path / "maps" / "case0_plain_sigma0.25_tau0.75_certified.nii.gz"
+    saved = nib.load(path)
+    np.testing.assert_allclose(saved.affine, AFFINE.numpy())
+    certified = torch.as_tensor(np.asarray(saved.dataobj).astype(np.int64))
+    certified[certified == 255] = -1
+    expected = certified_metrics(certified, cases[0]["label"], BRATS)
+    row = next(r for r in rows if (r["case_id"], r["mode"], r["tau"], r["region"]) == ("case0", "plain", "0.75", "WT"))
+    assert float(row["certified_dice"]) == pytest.approx(expected["certified_dice_WT"])
+    assert float(row["certified_accuracy"]) == pytest.approx(expected["certified_accuracy"])
+    # and equal to a direct certificate with the run's seed
+    run = make_run(noisy_model, tmp_path / "again")
+    cert = SegmentationSmoother(net, SIGMA, batch_size=7, seed=0).certify(
+        cases[0]["image"][None], n0=10, n=100, alpha=0.01, tau=0.75, seed=run.case_seed("case0", SIGMA)
+    )
+    assert torch.equal(cert.classes, certified.reshape(cert.classes.shape))
+    # the noise-trained model certifies most of the volume, and Dice is bounded by the base model's
+    mean_acc = np.mean([float(r["certified_accuracy"]) for r in rows if r["mode"] == "plain"])
+    assert mean_acc > 0.8
+    assert all(float(r["certified_dice"]) <= float(r["base_dice"]) + 0.15 for r in rows)
+    stats = outcome["statistics"]
+    assert {s["metric"] for s in stats} == {"certified_dice", "certified_accuracy"}
+    assert len(stats) == 2 * (3 + 1)  # taus x (regions + voxels)
+    html = (tmp_path / "report" / "report.html").read_text() if (tmp_path / "report").exists() else ""
+    assert html == ""  # run() alone writes no report; run_certification does
+
+
+def test_run_certification_records_one_mlflow_run_and_resumes(
+    noisy_model: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "certify"
+    make_run(noisy_model, out, max_cases=1).run()  # a run killed after its first case
+    calls: list[int] = []
+    original = SegmentationSmoother.certify
+    monkeypatch.setattr(
+        SegmentationSmoother, "certify", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    report = run_certification(make_run(noisy_model, out), tracking_dir=tmp_path)
+    assert len(calls) == 2 * 2  # only cases 1 and 2, plain and denoised
+    assert len(read_rows(out / "results.csv")) == 36
+    html = report.read_text()
+    assert "data:image/png;base64," in html and "denoised vs plain" in html
+    for name in ("summary.csv", "summary.md", "statistics.csv", "statistics.md", "certified_vs_radius.png"):
+        assert (report.parent / name).is_file()
+    client = MlflowClient(default_tracking_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("robustseg").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "certify"
+    assert "certified_accuracy_plain_sigma0.25_tau0.75" in run.data.metrics
+    assert float(run.data.params["n"]) == 100
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sigmas": [0.25, 0.0]}, "sigma must be a finite number > 0"),
+        ({"taus": [0.75, 1.0]}, "tau must lie in"),
+        ({"n0": 0}, "n0 must be an integer >= 1"),
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"alpha": 0.0}, "alpha must lie in"),
+        ({"denoiser": None, "modes": ["plain", "denoised"]}, "needs a denoiser"),
+        ({"modes": ["sharpened"]}, "unknown smoothing mode"),
+    ],
+)
+def test_bad_settings_fail_before_any_compute(noisy_model: tuple, tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_run(noisy_model, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
