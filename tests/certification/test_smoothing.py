@@ -53,7 +53,7 @@ class SignOfNoise(nn.Module):
 
 
 class KnownProbabilities(nn.Module):
-    """Class 0 at voxel v with probability p[v] under the smoother's noise on a zero input (x + sigma z, z ~ N(0, 1))."""
+    """Class 0 at voxel v with probability p[v] under the smoother's noise on a zero input (x + sigma z)."""
 
     def __init__(self, p: torch.Tensor, sigma: float) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""The certification run on a small noise-trained model: rows, maps, statistics, report, resume, MLflow, bad settings."""
+"""The certification run on a small noise-trained model: rows, maps, statistics, report, resume, MLflow, errors."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def make_run(noisy_model: tuple, out: Path, **kwargs) -> CertificationRun:
         "batch_size": 25,
         "denoiser": box_blur,
         "mask": "none",
+        "trained_sigma": SIGMA,
         **kwargs,
     }
     return CertificationRun(net, checkpoint, SimpleInferer(), cases, out, **settings)
@@ -144,6 +145,13 @@ def test_run_certification_records_one_mlflow_run_and_resumes(
     assert run.info.status == "FINISHED" and run.info.run_name == "certify"
     assert "certified_accuracy_plain_sigma0.25_tau0.75" in run.data.metrics
     assert float(run.data.params["n"]) == 100
+    assert "warnings" not in run.data.params  # certified at the sigma the model was trained with
+
+
+def test_a_sigma_other_than_the_training_noise_is_flagged(noisy_model: tuple, tmp_path: Path) -> None:
+    run = make_run(noisy_model, tmp_path, sigmas=[0.25, 0.5])
+    assert len(run.warnings) == 1 and "sigma 0.5 differs" in run.warnings[0]
+    assert run.settings()["warnings"] == run.warnings
 
 
 @pytest.mark.parametrize(

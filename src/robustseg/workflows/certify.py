@@ -86,6 +86,9 @@ class CertificationRun:
         head, scheme, device, seed: as in the attack sweep; the noise seed of a case is derived from ``seed`` and the
             case id, so a resumed run draws the same noise.
         max_cases: certify at most this many cases (``None``: all).
+        trained_sigma: the Gaussian noise the model was trained with (0 or ``None``: none). A sigma that differs is
+            certified all the same, with a warning in the log and the report: smoothing is meaningful only for a base
+            model trained at the same sigma.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class CertificationRun:
         device: str | torch.device = "cpu",
         seed: int = 0,
         max_cases: int | None = None,
+        trained_sigma: float | None = None,
     ) -> None:
         if not sigmas:
             raise ValueError("sigmas is empty; give at least one noise level > 0.")
@@ -143,6 +147,16 @@ class CertificationRun:
         self.device = torch.device(device)
         self.seed = int(seed)
         self.max_cases = max_cases
+        self.trained_sigma = float(trained_sigma) if trained_sigma else None
+        self.warnings = [
+            f"sigma {s:g} differs from the noise the model was trained with "
+            f"({'none' if self.trained_sigma is None else format(self.trained_sigma, 'g')}); train a base model with "
+            f"configs/noise_training.json --noise_sigma {s:g} for meaningful certificates."
+            for s in self.sigmas
+            if s != self.trained_sigma
+        ]
+        for warning in self.warnings:
+            logger.warning(warning)
         self.examples: list[dict[str, Any]] = []
 
     def settings(self) -> dict[str, Any]:
@@ -150,9 +164,7 @@ class CertificationRun:
         return {
             "sigmas": self.sigmas,
             "taus": self.taus,
-            "radii": {
-                f"sigma{s:g}_tau{t:g}": round(certified_radius(s, t), 4) for s in self.sigmas for t in self.taus
-            },
+            "radii": {f"sigma{s:g}_tau{t:g}": round(certified_radius(s, t), 4) for s in self.sigmas for t in self.taus},
             "n0": self.n0,
             "n": self.n,
             "alpha": self.alpha,
@@ -164,6 +176,8 @@ class CertificationRun:
             "checkpoint": str(self.checkpoint),
             "cases": self._num_cases(),
             "seed": self.seed,
+            "trained_sigma": self.trained_sigma if self.trained_sigma is not None else "none",
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
     def _num_cases(self) -> int:
