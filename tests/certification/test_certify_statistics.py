@@ -72,7 +72,9 @@ def test_votes_needed_for_brats_and_minimality() -> None:
     assert stats.binom.sf(k - 1, 1000, 0.75) <= threshold < stats.binom.sf(k - 2, 1000, 0.75)
     assert votes_needed(BRATS_VOXELS, 10, 0.75, 1e-4) is None  # 10 samples can never certify
     rows = power_table([1000, BRATS_VOXELS], [100, 1000], [0.75, 0.9])
-    assert len(rows) == 8 and {r["votes_needed"] for r in rows if r["n"] == 100 and r["tau"] == 0.9} == {None}  # 0.9^100 = 2.7e-5
+    assert len(rows) == 8 and {r["votes_needed"] for r in rows if r["n"] == 100 and r["tau"] == 0.9} == {
+        None
+    }  # 0.9^100 = 2.7e-5
     brats = next(r for r in rows if r["num_voxels"] == BRATS_VOXELS and r["n"] == 1000 and r["tau"] == 0.75)
     assert brats["share_needed"] == pytest.approx(0.839)
 
