@@ -113,7 +113,7 @@ def fit_intensity_mapping(
 
     Values beyond that quantile leave ``[-1, 1]`` and are clipped when the diffusion model is trained, so ``quantile``
     is the share of voxels kept unclipped. Exact zeros are the background of z-scored MRI and are left out with
-    ``ignore_zeros``. On z-scored brain MRI (and the phantoms) the 0.999 quantile is 4 to 5 standard deviations.
+    ``ignore_zeros``. On z-scored brain MRI the 0.999 quantile is about 4 standard deviations (4.6 on the phantoms).
 
     Args:
         images: arrays or tensors of any shape in the segmentation model's input units.

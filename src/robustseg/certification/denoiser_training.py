@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.engines.utils import DiffusionPrepareBatch, PrepareBatch, default_prepare_batch
 
-from robustseg.certification.denoiser import IntensityMapping, timestep_for_sigma
+from robustseg.certification.denoiser import MAPPING_FILE, IntensityMapping, timestep_for_sigma
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -115,8 +115,6 @@ class DenoiserSaver:
         mapping: IntensityMapping,
         mapping_file: str | Path | None = None,
     ) -> None:
-        from robustseg.certification.denoiser import MAPPING_FILE
-
         self.checkpoint = Path(checkpoint)
         self.network = network
         self.mapping = mapping
