@@ -168,13 +168,17 @@ class SegmentationSmoother:
         return x.as_subclass(torch.Tensor)
 
     def noisy_batches(self, x: torch.Tensor, num: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """``num`` noisy copies of ``x`` in batches; each copy gets its own draw of ``N(0, sigma^2 I)``."""
+        """``num`` noisy copies of ``x`` in batches; each copy gets its own draw of ``N(0, sigma^2 I)``.
+
+        The batches are written into one reused buffer (no allocation per batch): use each before asking for the next.
+        """
+        buffer = torch.empty((min(self.batch_size, num), *x.shape[1:]), device=x.device, dtype=x.dtype)
         remaining = num
         while remaining > 0:
-            b = min(self.batch_size, remaining)
-            noise = torch.randn((b, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-            yield x + self.sigma * noise
-            remaining -= b
+            noisy = buffer[: min(self.batch_size, remaining)]
+            torch.randn(noisy.shape, generator=generator, out=noisy)
+            yield noisy.mul_(self.sigma).add_(x)
+            remaining -= len(noisy)
 
     def _classes(self, noisy: torch.Tensor) -> torch.Tensor:
         """Class maps ``(b, *spatial)`` of a batch of noisy inputs (denoised first when a denoiser is set)."""
@@ -188,9 +192,10 @@ class SegmentationSmoother:
         """Votes per class and voxel ``(K, *spatial)`` (int32) over ``num`` noisy samples."""
         k = self.scheme.num_classes
         counts = torch.zeros((k, x[0, 0].numel()), dtype=torch.int32, device=x.device)
+        ones = torch.ones((min(self.batch_size, num), x[0, 0].numel()), dtype=torch.int32, device=x.device)
         for noisy in self.noisy_batches(x, num, generator):
             classes = self._classes(noisy).reshape(len(noisy), -1)
-            counts.scatter_add_(0, classes, torch.ones_like(classes, dtype=torch.int32))
+            counts.scatter_add_(0, classes, ones[: len(noisy)])
         return counts.reshape(k, *x.shape[2:])
 
     @torch.no_grad()
