@@ -3,6 +3,8 @@
 #   NUM_CASES    phantom cases to generate (default 60: 41 training, 7 validation, 12 test)
 #   DEMO_DATA    where the phantoms go (default data/phantoms)
 #   DEMO_EPOCHS  training epochs (default 20, configs/cpu_demo.json)
+#   DEMO_CERTIFY plain: also train a noise-trained model (sigma 0.25) and certify it by randomized smoothing;
+#                denoised: also train the diffusion denoiser and certify plain and denoised smoothing
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
@@ -38,4 +40,23 @@ echo "[demo] 4/4 attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on th
 python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','configs/attack.json','configs/cpu_demo.json']" \
     "${common[@]}" --attack_output_dir "$OUT/attack" "${overrides[@]}"
+if [ -n "${DEMO_CERTIFY:-}" ]; then
+    NOISY="$CKPT/noise_sigma0.25"
+    files="'$BUNDLE/configs/train.json','configs/noise_training.json'"
+    echo "[demo] 5/5 certification: training a base model with Gaussian noise sigma 0.25 -> $NOISY"
+    python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
+        "${common[@]}" --ckpt_dir "$NOISY" --noise_sigma 0.25 "${overrides[@]}"
+    if [ "$DEMO_CERTIFY" = "denoised" ]; then
+        echo "[demo] 5/5 certification: training the diffusion denoiser -> $CKPT/denoiser"
+        python -m monai.bundle run --config_file "[$files,'configs/denoiser.json','configs/cpu_demo.json']" \
+            "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" "${overrides[@]}"
+        files="$files,'configs/denoiser.json','configs/certify.json','configs/certify_denoised.json'"
+    else
+        files="$files,'configs/certify.json'"
+    fi
+    echo "[demo] 5/5 certification: SegCertify on the test cases (configs/cpu_demo.json: n0, n, alpha, cases)"
+    python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
+        "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" \
+        --certify_output_dir "$OUT/certify" "${overrides[@]}"
+fi
 echo "[demo] finished in $(( $(date +%s) - start )) s (set-up excluded)"

@@ -11,6 +11,7 @@ import pytest
 from bundle_helpers import REPO, TINY, config_files, copy_bundle
 from mlflow.tracking import MlflowClient
 from monai.bundle import ConfigWorkflow
+from test_denoiser_bundle import DENOISER
 
 from robustseg.data.datalist import load_datalist
 from robustseg.tracking import default_tracking_uri
@@ -104,3 +105,17 @@ def test_bad_certification_settings_fail_before_any_compute(
         )
     assert message in str(info.value.__cause__)
     assert not (tmp_path / "c").exists()
+
+
+def test_denoised_certification_compares_both_modes(noise_trained: Path, phantom_root: Path, tmp_path: Path) -> None:
+    run(noise_trained, phantom_root, ["noise_training.json", "denoiser.json"], noise_sigma=0.5, **DENOISER)
+    assert (noise_trained / "models" / "denoiser" / "denoiser.pt").is_file()
+    out = tmp_path / "certify_denoised"
+    overlays = ["noise_training.json", "denoiser.json", "certify.json", "certify_denoised.json"]
+    fast = {**DENOISER, **CERTIFY, "certify_n": 8, "certify_max_cases": 1}  # the denoiser runs ~100 windows a sample
+    run(noise_trained, phantom_root, overlays, noise_sigma=0.5, certify_output_dir=str(out), **fast)
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) - 1 == 1 * 2 * 2 * 3  # one case x (plain, denoised) x taus x regions
+    assert any(p.name.endswith("_denoised_sigma0.5_tau0.75_certified.nii.gz") for p in (out / "maps").iterdir())
+    stats = (out / "report" / "statistics.csv").read_text()
+    assert "denoised vs plain, sigma=0.5 tau=0.75" in stats and "certified_accuracy" in stats

@@ -177,7 +177,7 @@ class SegmentationSmoother:
         while remaining > 0:
             noisy = buffer[: min(self.batch_size, remaining)]
             torch.randn(noisy.shape, generator=generator, out=noisy)
-            yield noisy.mul_(self.sigma).add_(x)
+            yield torch.add(x, noisy, alpha=self.sigma, out=noisy)  # x + sigma * z in one pass
             remaining -= len(noisy)
 
     def _classes(self, noisy: torch.Tensor) -> torch.Tensor:
