@@ -379,12 +379,20 @@ def run_certification(
     check_tracking_uri(uri)
     mlflow_run = MlflowRun(uri, experiment_name, run_name)
     try:
+        voxels = int(np.prod(run.dataset[0]["image"].shape[1:])) if len(run.dataset) else 1  # run() says if empty
+        needed = {f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus}  # Bonferroni threshold
+        for key, k in needed.items():
+            if k is None:
+                logger.warning(
+                    "%s: no voxel of a %d-voxel case can be certified with n=%d at alpha=%g; raise certify_n "
+                    "(robustseg.certification.power_table says how far).",
+                    key,
+                    voxels,
+                    run.n,
+                    run.alpha,
+                )
         outcome = run.run()
-        settings = run.settings()
-        voxels = int(np.prod(run.dataset[0]["image"].shape[1:]))
-        settings["votes_needed"] = {
-            f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus
-        }  # for the first case's size, with Bonferroni's threshold
+        settings = {**run.settings(), "votes_needed": needed}
         report = write_certification_report(
             run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings
         )
