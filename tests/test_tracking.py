@@ -201,3 +201,18 @@ def test_resume_by_run_id(store: tuple[str, Path]) -> None:
     assert got.info.status == "FINISHED"
     assert got.data.params == {"lr": "0.1", "epochs": "5"}
     assert sorted((m.step, m.value) for m in client.get_metric_history(first.run_id, "loss")) == [(1, 1.0), (2, 0.5)]
+
+
+def test_recorded_run_ends_finished_or_failed_with_the_error(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from robustseg.tracking import default_tracking_uri, recorded_run
+
+    with recorded_run(tmp_path, "exp", "good") as run:
+        run.log_params({"a": 1})
+    with pytest.raises(ZeroDivisionError), recorded_run(tmp_path, "exp", "bad"):
+        _ = 1 / 0
+    client = MlflowClient(default_tracking_uri(tmp_path))
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
+    assert runs["good"].info.status == "FINISHED" and runs["good"].data.params["a"] == "1"
+    assert runs["bad"].info.status == "FAILED" and runs["bad"].data.tags["error"].startswith("ZeroDivisionError")

@@ -17,7 +17,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "current_bundle_config",
     "default_tracking_uri",
     "flatten_params",
+    "recorded_run",
     "resolve_tracking_uri",
     "ui_command",
 ]
@@ -202,3 +204,26 @@ class MlflowRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+@contextmanager
+def recorded_run(
+    tracking_dir: str | Path, experiment_name: str, run_name: str, tracking_uri: str | None = None
+) -> Iterator[MlflowRun]:
+    """One MLflow run around a block: the store is checked first; the run ends FINISHED, or FAILED with the error.
+
+    Example::
+
+        with recorded_run("eval", "brats_unet3d", "certify") as run:
+            run.log_params({"n": 1000})
+    """
+    uri = resolve_tracking_uri(tracking_dir, tracking_uri)
+    check_tracking_uri(uri)
+    run = MlflowRun(uri, experiment_name, run_name)
+    try:
+        yield run
+    except BaseException as error:
+        run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")

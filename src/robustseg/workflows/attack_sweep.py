@@ -38,7 +38,7 @@ from robustseg.evaluation.selfchecks import (
 )
 from robustseg.evaluation.statistics import compare_conditions
 from robustseg.labels import BRATS, LabelScheme
-from robustseg.tracking import MlflowRun, check_tracking_uri, resolve_tracking_uri
+from robustseg.tracking import recorded_run
 from robustseg.workflows.checkpoints import check_checkpoint
 
 __all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "run_attack_audit"]
@@ -403,10 +403,7 @@ def run_attack_audit(
     region and condition as metrics, and the whole output folder (results, statistics, report, example NIfTI) as
     artifacts; it ends FINISHED, or FAILED with the error as a tag.
     """
-    uri = resolve_tracking_uri(tracking_dir, tracking_uri)
-    check_tracking_uri(uri)
-    run = MlflowRun(uri, experiment_name, run_name)
-    try:
+    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as run:
         outcome = sweep.run()
         settings = sweep.settings()
         report = write_html_report(
@@ -426,9 +423,4 @@ def run_attack_audit(
         run.log_metrics({k: float(np.nanmean(v)) for k, v in means.items()}, step=0)
         run.set_tags({f"selfcheck.{c.name}": "pass" if c.passed else "WARN" for c in outcome["checks"]})
         run.log_artifact(sweep.output_dir, "attack")
-    except BaseException as error:
-        run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
-        run.end("FAILED")
-        raise
-    run.end("FINISHED")
     return report

@@ -30,7 +30,7 @@ from robustseg.evaluation.metrics import case_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
-from robustseg.tracking import MlflowRun, check_tracking_uri, resolve_tracking_uri
+from robustseg.tracking import recorded_run
 from robustseg.workflows.checkpoints import check_checkpoint
 
 __all__ = ["MODES", "CertificationRun", "run_certification"]
@@ -375,10 +375,7 @@ def run_certification(
     """Run ``run`` inside one MLflow run, write its report, print the summary; returns the report path."""
     from robustseg.evaluation.certify_report import summary_table, write_certification_report
 
-    uri = resolve_tracking_uri(tracking_dir, tracking_uri)
-    check_tracking_uri(uri)
-    mlflow_run = MlflowRun(uri, experiment_name, run_name)
-    try:
+    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as mlflow_run:
         voxels = int(np.prod(run.dataset[0]["image"].shape[1:])) if len(run.dataset) else 1  # run() says if empty
         needed = {f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus}  # Bonferroni threshold
         for key, k in needed.items():
@@ -408,9 +405,4 @@ def run_certification(
                 means.setdefault(f"abstain_rate_{tag}", []).append(r["abstain_rate"])
         mlflow_run.log_metrics({k: float(np.nanmean(v)) for k, v in means.items()}, step=0)
         mlflow_run.log_artifact(run.output_dir, "certify")
-    except BaseException as error:
-        mlflow_run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
-        mlflow_run.end("FAILED")
-        raise
-    mlflow_run.end("FINISHED")
     return report
