@@ -32,3 +32,23 @@ def copy_bundle(dest: Path) -> Path:
 
 def config_files(bundle: Path, *overlays: str) -> list[str]:
     return [str(bundle / "configs" / "train.json"), *(str(bundle / "configs" / o) for o in overlays)]
+
+
+def run_bundle(bundle: Path, data: Path, files: list[str], **overrides: Any) -> Any:
+    """Run a bundle workflow through MONAI's ``ConfigWorkflow`` with the tiny settings; returns the workflow."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=files,
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        workflow_type="train",
+        bundle_root=str(bundle),
+        dataset_dir=str(data),
+        **{**TINY, **overrides},
+    )
+    workflow.initialize()
+    assert not workflow.check_properties(), "the bundle lacks required workflow properties"
+    workflow.run()
+    workflow.finalize()
+    return workflow

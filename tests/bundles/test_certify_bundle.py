@@ -8,9 +8,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_helpers import REPO, TINY, config_files, copy_bundle
+from bundle_helpers import REPO, config_files, copy_bundle, run_bundle
 from mlflow.tracking import MlflowClient
-from monai.bundle import ConfigWorkflow
 from test_denoiser_bundle import DENOISER
 
 from robustseg.data.datalist import load_datalist
@@ -27,21 +26,9 @@ CERTIFY = {
 }
 
 
-def run(bundle: Path, data: Path, overlays: list[str], **overrides: Any) -> ConfigWorkflow:
+def run(bundle: Path, data: Path, overlays: list[str], **overrides: Any) -> Any:
     files = [*config_files(bundle), *(str(REPO / "configs" / o) for o in overlays)]
-    workflow = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type="train",
-        bundle_root=str(bundle),
-        dataset_dir=str(data),
-        **{**TINY, **overrides},
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
+    return run_bundle(bundle, data, files, **overrides)
 
 
 @pytest.fixture(scope="module")

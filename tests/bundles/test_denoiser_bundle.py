@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import torch
-from bundle_helpers import REPO, TINY, config_files, copy_bundle
+from bundle_helpers import REPO, TINY, config_files, copy_bundle, run_bundle
 from mlflow.tracking import MlflowClient
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 from robustseg.certification.denoiser import DiffusionDenoiser, IntensityMapping, load_denoiser
 from robustseg.data.datalist import load_datalist
@@ -32,19 +32,7 @@ def denoiser_files(bundle: Path) -> list[str]:
 
 
 def train_denoiser(bundle: Path, data: Path, **overrides: Any) -> None:
-    workflow = ConfigWorkflow(
-        config_file=denoiser_files(bundle),
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type="train",
-        bundle_root=str(bundle),
-        dataset_dir=str(data),
-        **{**TINY, **DENOISER, **overrides},
-    )
-    workflow.initialize()
-    assert not workflow.check_properties()
-    workflow.run()
-    workflow.finalize()
+    run_bundle(bundle, data, denoiser_files(bundle), **{**DENOISER, **overrides})
 
 
 def denoiser_runs(bundle: Path) -> list[Any]:
