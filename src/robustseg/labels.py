@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BRATS", "LabelScheme"]
+__all__ = ["BRATS", "HEADS", "LabelScheme"]
+
+
+HEADS: tuple[str, ...] = ("softmax", "sigmoid")
+"""Output heads a :class:`LabelScheme` reads: softmax over classes, or sigmoid region channels."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,14 @@ class LabelScheme:
         class_map = class_map.long()
         masks = [torch.isin(class_map, torch.tensor(c, device=class_map.device)) for c in self.regions.values()]
         return torch.stack(masks, dim=1).float()
+
+    def check_head(self, head: str) -> str:
+        """``head`` if this scheme can read it: ``softmax``, or ``sigmoid`` when ``sigmoid_regions`` are set."""
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {list(HEADS)} but is {head!r}.")
+        if head == "sigmoid" and not self.sigmoid_regions:
+            raise ValueError("a sigmoid head needs a LabelScheme with sigmoid_regions (e.g. robustseg.labels.BRATS).")
+        return head
 
     def class_map_from_logits(
         self, logits: torch.Tensor, head: str = "softmax", threshold: float = 0.5

@@ -192,3 +192,5 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="NaN"):
         smoother.certify(torch.full((1, 4, 4, 4, 4), float("nan")))
     assert certified_radius(0.25, 0.9) == pytest.approx(0.25 * 1.2815515655446004)
+    with pytest.raises(ValueError, match="sigmoid head needs a LabelScheme with sigmoid_regions"):
+        SegmentationSmoother(Constant(1, classes=2), 0.25, head="sigmoid", scheme=TWO)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
-from robustseg.workflows.checkpoints import check_checkpoint
+from robustseg.workflows.checkpoints import check_checkpoint, load_checkpoint
 
 
 def unet(channels: tuple[int, ...] = (4, 8)) -> torch.nn.Module:
@@ -88,3 +88,13 @@ def test_wrapped_network_is_unwrapped(tmp_path: Path) -> None:
     torch.save(unet(channels=(2, 4)).state_dict(), path)
     with pytest.raises(ValueError, match="shape mismatches"):
         check_checkpoint(path, Wrapper(unet()))
+
+
+def test_load_checkpoint_loads_the_weights_into_a_wrapped_network_in_eval_mode(tmp_path: Path) -> None:
+    source = unet()
+    path = tmp_path / "model.pt"
+    torch.save({"model": source.state_dict()}, path)
+    target = Wrapper(unet()).train()
+    assert load_checkpoint(path, target) is target and not target.training
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(target.module.state_dict()[name], value)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustseg.attacks.losses import HEADS, get_loss
+from robustseg.attacks.losses import get_loss
 from robustseg.attacks.scores import agreement_per_case, dice_per_case
 from robustseg.attacks.threat import ThreatModel, per_sample_norm
 from robustseg.labels import BRATS, LabelScheme
@@ -120,10 +120,7 @@ class Attack:
             raise ValueError(f"threat must be a ThreatModel but is {type(threat).__name__}.")
         if inferer is not None and not callable(inferer):
             raise ValueError(f"inferer must be callable as inferer(inputs, network) but is {type(inferer).__name__}.")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {list(HEADS)} but is {head!r}.")
-        if head == "sigmoid" and not scheme.sigmoid_regions:
-            raise ValueError("a sigmoid head needs a LabelScheme with sigmoid_regions (e.g. robustseg.labels.BRATS).")
+        scheme.check_head(head)
         loss = loss if loss is not None else ("ce" if head == "softmax" else "bce")
         if (head, loss) in {("sigmoid", "ce"), ("softmax", "bce")}:
             raise ValueError(f"loss {loss!r} does not fit a {head} head; use {'bce' if loss == 'ce' else 'ce'!r}.")

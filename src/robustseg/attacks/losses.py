@@ -29,7 +29,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from robustseg.labels import LabelScheme
+from robustseg.labels import HEADS, LabelScheme
 
 __all__ = [
     "LOSSES",
@@ -46,7 +46,6 @@ __all__ = [
     "valid_voxels",
 ]
 
-HEADS: tuple[str, ...] = ("softmax", "sigmoid")
 
 _SMOOTH = 1e-5
 

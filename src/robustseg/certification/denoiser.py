@@ -270,14 +270,11 @@ def load_denoiser(
     if not isinstance(mapping, IntensityMapping):
         mapping = IntensityMapping.load(mapping if mapping is not None else checkpoint.parent / MAPPING_FILE)
     try:
-        check_checkpoint(checkpoint, network, key="model")
+        state = check_checkpoint(checkpoint, network, key="model")
     except ValueError as e:
         raise ValueError(
             f"{e} For the denoiser these are denoiser_channels, denoiser_num_res_blocks, denoiser_attention_levels "
             "and denoiser_norm_num_groups."
         ) from e
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
     network.load_state_dict(state)
     return DiffusionDenoiser(network.to(device), scheduler, mapping, inferer=inferer).eval()

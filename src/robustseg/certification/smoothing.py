@@ -31,13 +31,12 @@ from scipy import stats
 from torch import nn
 
 from robustseg.certification.statistics import (
-    CORRECTIONS,
     certify_counts,
     check_alpha,
+    check_correction,
     check_count,
     check_tau,
-    reject_bonferroni,
-    reject_holm,
+    reject,
 )
 from robustseg.labels import BRATS, LabelScheme
 
@@ -142,13 +141,10 @@ class SegmentationSmoother:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module but is {type(model).__name__}.")
-        sigma = check_sigma(sigma)
-        if head not in ("softmax", "sigmoid"):
-            raise ValueError(f"head must be 'softmax' or 'sigmoid' but is {head!r}.")
+        self.sigma = check_sigma(sigma)
+        self.head = scheme.check_head(head)
         self.model = model
-        self.sigma = sigma
         self.inferer = inferer
-        self.head = head
         self.scheme = scheme
         self.denoiser = denoiser
         self.batch_size = check_count(batch_size, "batch_size")
@@ -230,8 +226,7 @@ class SegmentationSmoother:
         """
         taus = [check_tau(t) for t in (tau if isinstance(tau, Sequence) else [tau])]
         n0, n, alpha = check_count(n0, "n0"), check_count(n, "n"), check_alpha(alpha)
-        if correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+        check_correction(correction)
         x, was_training = self._run(x)
         try:
             generator = self._generator(x.device, seed)
@@ -262,8 +257,7 @@ class SegmentationSmoother:
         smoothed segmenter. No radius is claimed.
         """
         n, alpha = check_count(n, "n"), check_alpha(alpha)
-        if correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+        check_correction(correction)
         x, was_training = self._run(x)
         try:
             counts = self.class_counts(x, n, self._generator(x.device, seed))
@@ -273,6 +267,6 @@ class SegmentationSmoother:
         n_a, n_b = top2.values[0].cpu().numpy(), top2.values[1].cpu().numpy()
         pvalues = np.minimum(1.0, 2.0 * stats.binom.cdf(n_b, n_a + n_b, 0.5))
         pvalues[n_a == n_b] = 1.0
-        decided = reject_holm(pvalues, alpha) if correction == "holm" else reject_bonferroni(pvalues, alpha)
+        decided = reject(pvalues, alpha, correction)
         top = top2.indices[0]
         return torch.where(torch.as_tensor(decided, device=top.device), top, torch.full_like(top, ABSTAIN))

@@ -24,9 +24,11 @@ __all__ = [
     "binomial_pvalues",
     "certify_counts",
     "check_alpha",
+    "check_correction",
     "check_count",
     "check_tau",
     "power_table",
+    "reject",
     "reject_bonferroni",
     "reject_holm",
     "votes_needed",
@@ -56,6 +58,19 @@ def check_count(n: int, name: str = "n") -> int:
     return int(n)
 
 
+def check_correction(correction: str) -> str:
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+    return correction
+
+
+def _as_counts(counts: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
+    k = np.asarray(counts.cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.int64)
+    if k.size and (k.min() < 0 or k.max() > n):
+        raise ValueError(f"counts must lie in [0, {n}] but range over [{k.min()}, {k.max()}].")
+    return k
+
+
 def binomial_pvalue_table(n: int, tau: float) -> np.ndarray:
     """``table[k] = P(X >= k)`` for ``X ~ Binomial(n, tau)``, ``k = 0..n``: the p-value of ``k`` consistent votes."""
     n, tau = check_count(n), float(tau)
@@ -64,10 +79,7 @@ def binomial_pvalue_table(n: int, tau: float) -> np.ndarray:
 
 def binomial_pvalues(counts: torch.Tensor | np.ndarray, n: int, tau: float) -> np.ndarray:
     """One-sided p-values of ``H0: p <= tau`` for each count of consistent votes out of ``n`` (float64 array)."""
-    k = np.asarray(counts.cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.int64)
-    if k.size and (k.min() < 0 or k.max() > n):
-        raise ValueError(f"counts must lie in [0, {n}] but range over [{k.min()}, {k.max()}].")
-    return binomial_pvalue_table(n, tau)[k]
+    return binomial_pvalue_table(n, tau)[_as_counts(counts, n)]
 
 
 def reject_bonferroni(pvalues: np.ndarray, alpha: float) -> np.ndarray:
@@ -76,34 +88,31 @@ def reject_bonferroni(pvalues: np.ndarray, alpha: float) -> np.ndarray:
     return p <= check_alpha(alpha) / max(p.size, 1)
 
 
+def _holm_groups(values: np.ndarray, sizes: np.ndarray, m: int, alpha: float) -> np.ndarray:
+    """Holm's step-down over groups of tied p-values, ``values`` ascending with ``sizes`` members each (none empty).
+
+    The first member of a group faces ``alpha / (m - rejected before)``; if it passes, the rest of the group (with
+    looser thresholds) pass too. Returns which groups are rejected.
+    """
+    rejected_before = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return np.logical_and.accumulate(values <= alpha / (m - rejected_before))
+
+
 def reject_holm(pvalues: np.ndarray, alpha: float) -> np.ndarray:
     """Holm's step-down rejections at family-wise level ``alpha``; boolean array of the input's shape.
 
     Sorted ascending, ``p(i)`` (1-based) is rejected while ``p(j) <= alpha / (m - j + 1)`` for every ``j <= i``.
-    Tied p-values are handled as a group: if the first of a tie passes its threshold, the rest (with looser
-    thresholds) pass too.
     """
     p = np.asarray(pvalues, dtype=float)
-    alpha = check_alpha(alpha)
     values, inverse, sizes = np.unique(p.ravel(), return_inverse=True, return_counts=True)
-    rejected_before = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    passes = values <= alpha / (p.size - rejected_before)
-    keep = np.logical_and.accumulate(passes)  # step-down: stop at the first group that fails
-    return keep[inverse].reshape(p.shape)
+    return _holm_groups(values, sizes, p.size, check_alpha(alpha))[inverse].reshape(p.shape)
 
 
-def _reject_holm_counts(counts: np.ndarray, table: np.ndarray, alpha: float) -> np.ndarray:
-    """Holm over voxels whose p-values are ``table[counts]``, through the histogram of counts (O(n) + O(voxels))."""
-    n = table.size - 1
-    histogram = np.bincount(counts.ravel(), minlength=n + 1)
-    order = np.arange(n, -1, -1)  # most votes first = smallest p first (table is decreasing in k)
-    sizes = histogram[order]
-    rejected_before = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    passes = (table[order] <= alpha / np.maximum(counts.size - rejected_before, 1)) | (sizes == 0)
-    keep = np.logical_and.accumulate(passes)
-    certified_counts = np.zeros(n + 1, dtype=bool)
-    certified_counts[order] = keep & (sizes > 0)
-    return certified_counts[counts]
+def reject(pvalues: np.ndarray, alpha: float, correction: str = "holm") -> np.ndarray:
+    """Rejections at family-wise level ``alpha`` with ``holm`` or ``bonferroni``."""
+    if check_correction(correction) == "bonferroni":
+        return reject_bonferroni(pvalues, alpha)
+    return reject_holm(pvalues, alpha)
 
 
 def certify_counts(
@@ -118,15 +127,19 @@ def certify_counts(
         alpha: family-wise error level over all voxels of the case.
         correction: ``holm`` (step-down; never certifies fewer voxels than Bonferroni) or ``bonferroni``.
     """
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+    correction = check_correction(correction)
     n, tau, alpha = check_count(n), check_tau(tau), check_alpha(alpha)
-    k = np.asarray(counts.cpu() if isinstance(counts, torch.Tensor) else counts, dtype=np.int64)
+    k = _as_counts(counts, n)
     table = binomial_pvalue_table(n, tau)
-    pvalues = binomial_pvalues(k, n, tau)
+    pvalues = table[k]
     if correction == "bonferroni":
         return reject_bonferroni(pvalues, alpha), pvalues
-    return _reject_holm_counts(k, table, alpha), pvalues
+    # Holm through the histogram of counts: the p-value falls with the count, so most votes come first (O(n), no sort)
+    histogram = np.bincount(k.ravel(), minlength=n + 1)
+    seen = np.flatnonzero(histogram)[::-1]
+    certified_counts = np.zeros(n + 1, dtype=bool)
+    certified_counts[seen] = _holm_groups(table[seen], histogram[seen], k.size, alpha)
+    return certified_counts[k], pvalues
 
 
 def votes_needed(num_voxels: int, n: int, tau: float, alpha: float) -> int | None:

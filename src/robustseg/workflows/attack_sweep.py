@@ -39,7 +39,7 @@ from robustseg.evaluation.selfchecks import (
 from robustseg.evaluation.statistics import compare_conditions
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import recorded_run
-from robustseg.workflows.checkpoints import check_checkpoint
+from robustseg.workflows.checkpoints import load_checkpoint
 
 __all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "run_attack_audit"]
 
@@ -186,11 +186,7 @@ class AttackSweep:
         }
 
     def load(self) -> None:
-        check_checkpoint(self.checkpoint, self.network)
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        state = state.get("model", state) if isinstance(state, dict) else state
-        self.network.load_state_dict(state)
-        self.network.to(self.device).eval()
+        load_checkpoint(self.checkpoint, self.network, self.device)
         if len(self.dataset) == 0:
             raise ValueError("the sweep has no cases; check the datalist's testing split.")
 

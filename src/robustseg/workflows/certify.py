@@ -31,7 +31,7 @@ from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import recorded_run
-from robustseg.workflows.checkpoints import check_checkpoint
+from robustseg.workflows.checkpoints import load_checkpoint
 
 __all__ = ["MODES", "CertificationRun", "run_certification"]
 
@@ -184,11 +184,7 @@ class CertificationRun:
         return len(self.dataset) if self.max_cases is None else min(len(self.dataset), int(self.max_cases))
 
     def load(self) -> None:
-        check_checkpoint(self.checkpoint, self.network)
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        state = state.get("model", state) if isinstance(state, dict) else state
-        self.network.load_state_dict(state)
-        self.network.to(self.device).eval()
+        load_checkpoint(self.checkpoint, self.network, self.device)
         if self._num_cases() == 0:
             raise ValueError("the certification run has no cases; check the datalist's testing split.")
 

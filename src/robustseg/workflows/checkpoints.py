@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["check_checkpoint"]
+__all__ = ["check_checkpoint", "load_checkpoint"]
 
 
-def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None = "model") -> None:
-    """Raise a clear error when ``path`` is missing, unreadable, or does not fit ``network``.
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel / DataParallel (its keys are in a checkpoint), else ``network``."""
+    inner = getattr(network, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else network
+
+
+def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None = "model") -> dict[str, Any]:
+    """Raise a clear error when ``path`` is missing, unreadable, or does not fit ``network``; else its state dict.
 
     Args:
         path: a ``torch.save`` file holding a state dict, or a dict with the state dict under ``key``.
@@ -31,9 +38,7 @@ def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None
         state = state[key]
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict.")
-    inner = getattr(network, "module", None)  # unwrap DistributedDataParallel / DataParallel
-    module = inner if isinstance(inner, torch.nn.Module) else network
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in _unwrap(network).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -52,3 +57,10 @@ def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None
             f"checkpoint {path} does not match the network: {'; '.join(details)}. It was trained with another "
             "network config (channels, strides, num_res_units, profile); evaluate with the same config overlay."
         )
+    return state
+
+
+def load_checkpoint(path: str | Path, network: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Check ``path`` against ``network`` (:func:`check_checkpoint`), load it, and return the network in eval mode."""
+    _unwrap(network).load_state_dict(check_checkpoint(path, network))
+    return network.to(device).eval()
