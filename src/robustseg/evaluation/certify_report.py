@@ -14,16 +14,17 @@ from typing import Any
 import numpy as np
 
 from robustseg.evaluation.report import (
-    _CSS,
     _e,
     _figure_html,
     _html_table,
     _html_value,
     _new_figure,
     _overlay_rgba,
+    _regions,
     _save,
     mean_interval,
     tumour_slice,
+    write_html_page,
 )
 
 __all__ = [
@@ -83,10 +84,6 @@ def write_statistics(stats_rows: Sequence[Mapping[str, Any]], out: Path) -> None
 
 def _groups(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
     return sorted({(str(r["mode"]), float(r["sigma"]), float(r["tau"])) for r in rows})
-
-
-def _regions(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(str(r["region"]) for r in rows))
 
 
 def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -236,8 +233,9 @@ def write_certification_report(
         if stats_rows
         else "<p>Only one smoothing mode was run, so there is no comparison.</p>"
     )
+    title = str(settings.get("title", "Certification by randomized smoothing"))
     parts = [
-        f"<h1>{_e(settings.get('title', 'Certification by randomized smoothing'))}</h1>",
+        f"<h1>{_e(title)}</h1>",
         "<h2>Settings</h2>",
         _html_value(dict(settings)),
         "<p>Every certified voxel keeps its class under any L2 perturbation of the input smaller than the radius "
@@ -255,12 +253,4 @@ def write_certification_report(
         "<h2>Examples</h2>",
         *(_figure_html(p, caption) for p, caption in figures),
     ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>certification</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(parts)
-        + "\n</body>\n</html>\n"
-    )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_html_page(out / "report.html", title, parts)

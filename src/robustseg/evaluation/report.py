@@ -50,6 +50,7 @@ __all__ = [
     "plot_paired",
     "select_conditions",
     "tumour_slice",
+    "write_html_page",
     "write_html_report",
     "write_tables",
 ]
@@ -807,12 +808,16 @@ def write_html_report(
     ]
     if not example_figures:
         parts.append("<p>No examples.</p>")
+    return write_html_page(out / "report.html", title, parts)
+
+
+def write_html_page(path: Path, title: str, parts: Sequence[str]) -> Path:
+    """One self-contained HTML page (inline CSS) of the given body ``parts``, written to ``path``."""
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(parts)
         + "\n</body>\n</html>\n"
     )
-    path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -223,6 +223,7 @@ class CertificationRun:
             x = torch.as_tensor(item["image"])[None].to(self.device)
             y = torch.as_tensor(item["label"])[None].to(self.device)
             base: dict[str, float] | None = None
+            brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
             for mode in self.modes:
                 for sigma in self.sigmas:
                     keys = [
@@ -242,7 +243,6 @@ class CertificationRun:
                         correction=self.correction,
                         seed=self.case_seed(case_id, sigma),
                     )
-                    brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
                     for cert in certificates:  # type: ignore[union-attr]
                         self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
                         metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain)
