@@ -34,7 +34,7 @@ def config_files(bundle: Path, *overlays: str) -> list[str]:
     return [str(bundle / "configs" / "train.json"), *(str(bundle / "configs" / o) for o in overlays)]
 
 
-def run_bundle(bundle: Path, data: Path, files: list[str], **overrides: Any) -> Any:
+def run_bundle(bundle: Path, data: Path, files: list[str], workflow_type: str = "train", **overrides: Any) -> Any:
     """Run a bundle workflow through MONAI's ``ConfigWorkflow`` with the tiny settings; returns the workflow."""
     from monai.bundle import ConfigWorkflow
 
@@ -42,7 +42,7 @@ def run_bundle(bundle: Path, data: Path, files: list[str], **overrides: Any) -> 
         config_file=files,
         meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type="train",
+        workflow_type=workflow_type,
         bundle_root=str(bundle),
         dataset_dir=str(data),
         **{**TINY, **overrides},

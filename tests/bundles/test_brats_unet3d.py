@@ -15,7 +15,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_helpers import BUNDLE, REPO, TINY, config_files, copy_bundle
+from bundle_helpers import BUNDLE, REPO, TINY, config_files, copy_bundle, run_bundle
 from mlflow.tracking import MlflowClient
 from monai.bundle import ConfigWorkflow
 
@@ -24,25 +24,6 @@ from robustseg.data.naming import case_id_from_path
 from robustseg.tracking import TrackingUnavailableError, default_tracking_uri
 
 pytestmark = pytest.mark.slow
-
-
-def run_workflow(
-    bundle: Path, data: Path, files: list[str], workflow_type: str = "train", **overrides: Any
-) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=str(bundle / "configs" / "logging.conf"),
-        workflow_type=workflow_type,
-        bundle_root=str(bundle),
-        dataset_dir=str(data),
-        **{**TINY, **overrides},
-    )
-    workflow.initialize()
-    assert not workflow.check_properties(), "the bundle lacks required workflow properties"
-    workflow.run()
-    workflow.finalize()
-    return workflow
 
 
 def runs_named(bundle: Path, name: str) -> list[Any]:
@@ -64,7 +45,7 @@ def region_dice(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, phantom_root: Path) -> Path:
     bundle = copy_bundle(tmp_path_factory.mktemp("bundle"))
-    run_workflow(bundle, phantom_root, config_files(bundle))
+    run_bundle(bundle, phantom_root, config_files(bundle))
     return bundle
 
 
@@ -95,7 +76,7 @@ def test_training_writes_checkpoints_and_a_finished_mlflow_run(trained: Path) ->
 
 
 def test_evaluate_scores_test_cases_and_saves_predictions_in_the_input_space(trained: Path, phantom_root: Path) -> None:
-    run_workflow(trained, phantom_root, config_files(trained, "evaluate.json"))
+    run_bundle(trained, phantom_root, config_files(trained, "evaluate.json"))
     test_cases = load_datalist(phantom_root / "datalist.json", "testing")
     saved = {}
     for case in test_cases:
@@ -204,7 +185,7 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path, phant
     bundle = copy_bundle(tmp_path)
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RuntimeError) as info:
-        run_workflow(bundle, phantom_root, config_files(bundle), tracking_uri=uri)
+        run_bundle(bundle, phantom_root, config_files(bundle), tracking_uri=uri)
     cause = info.value.__cause__
     assert isinstance(cause, TrackingUnavailableError) and uri in str(cause)
     assert not (bundle / "models").exists()
@@ -213,7 +194,7 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path: Path, phant
 def test_evaluate_without_checkpoint_says_to_train_first(tmp_path: Path, phantom_root: Path) -> None:
     bundle = copy_bundle(tmp_path)
     with pytest.raises(RuntimeError) as info:
-        run_workflow(bundle, phantom_root, config_files(bundle, "evaluate.json"))
+        run_bundle(bundle, phantom_root, config_files(bundle, "evaluate.json"))
     assert isinstance(info.value.__cause__, FileNotFoundError) and "Train the bundle first" in str(info.value.__cause__)
 
 
@@ -297,7 +278,7 @@ def test_invalid_case_stops_training_before_any_compute(tmp_path: Path, phantom_
     Path(case["image"][2]).write_bytes(b"not a nifti file")
     bundle = copy_bundle(tmp_path / "bundle")
     with pytest.raises(RuntimeError) as info:
-        run_workflow(bundle, data, config_files(bundle))
+        run_bundle(bundle, data, config_files(bundle))
     error = info.value.__cause__
     assert isinstance(error, CaseValidationError)
     assert error.case_id == case["case_id"] and Path(case["image"][2]).name in str(error)
@@ -316,7 +297,7 @@ def attack_files(bundle: Path) -> list[str]:
 
 
 def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(trained: Path, phantom_root: Path) -> None:
-    workflow = run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
+    workflow = run_bundle(trained, phantom_root, attack_files(trained), **ATTACK)
     out = trained / "eval" / "attack"
     rows = (out / "results.csv").read_text().splitlines()
     cases = load_datalist(phantom_root / "datalist.json", "testing")
@@ -337,7 +318,7 @@ def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(traine
         np.testing.assert_allclose(nib.load(path).affine, first["image"].affine.numpy(), atol=1e-5)
     # a rerun resumes: nothing is recomputed or duplicated
     before, saved_at = (out / "results.csv").read_text(), example.stat().st_mtime_ns
-    run_workflow(trained, phantom_root, attack_files(trained), **ATTACK)
+    run_bundle(trained, phantom_root, attack_files(trained), **ATTACK)
     assert (out / "results.csv").read_text() == before
     assert example.stat().st_mtime_ns == saved_at  # the example was read back, not attacked and written again
 
@@ -354,14 +335,14 @@ def test_bad_attack_settings_fail_before_any_compute(
     trained: Path, phantom_root: Path, tmp_path: Path, override: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(RuntimeError) as info:
-        run_workflow(trained, phantom_root, attack_files(trained), attack_output_dir=str(tmp_path / "a"), **override)
+        run_bundle(trained, phantom_root, attack_files(trained), attack_output_dir=str(tmp_path / "a"), **override)
     assert message in str(info.value.__cause__)
     assert not (tmp_path / "a").exists()
 
 
 def test_attack_on_a_mismatched_checkpoint_is_refused(trained: Path, phantom_root: Path, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as info:
-        run_workflow(
+        run_bundle(
             trained, phantom_root, attack_files(trained), channels=[8, 16, 32], attack_output_dir=str(tmp_path / "a")
         )
     assert "does not match the network" in str(info.value.__cause__)

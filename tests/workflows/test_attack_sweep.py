@@ -11,33 +11,17 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
+from workflow_helpers import nested_tumour, small_conv_net
 
 from robustseg.labels import BRATS
 from robustseg.workflows.attack_sweep import AttackSpec, AttackSweep
-
-
-def nested_tumour(rng: np.random.Generator, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """A 4-channel volume with a spherical tumour: oedema shell, enhancing rim, necrotic core (labels 2, 3, 1)."""
-    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"))
-    centre = rng.uniform(5, size - 5, size=3)[:, None, None, None]
-    r = np.sqrt(((grid - centre) ** 2).sum(0))
-    label = np.where(r < 2, 1, np.where(r < 3.2, 3, np.where(r < 4.5, 2, 0)))
-    means = np.array([[1.0, 0.6, 0.9, 1.2], [0.2, 0.3, 1.8, 1.0], [0.8, 1.8, 1.3, 1.1], [0.7, 0.8, 1.6, 1.9]])
-    image = means[label].transpose(3, 0, 1, 2) + 0.1 * rng.standard_normal((4, size, size, size))
-    return torch.tensor(image, dtype=torch.float32), torch.tensor(label[None], dtype=torch.long)
 
 
 @pytest.fixture(scope="module")
 def sigmoid_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path, list[dict]]:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv3d(4, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv3d(8, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv3d(8, 3, 1),
-    )
+    net = small_conv_net(out_channels=3)
     cases = [nested_tumour(rng) for _ in range(6)]
     images = torch.stack([c[0] for c in cases])
     targets = BRATS.region_targets_for_sigmoid(torch.stack([c[1] for c in cases]))
