@@ -11,9 +11,9 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
-from workflow_helpers import nested_tumour, small_conv_net
+from workflow_helpers import nested_tumour, ringed_disc, small_conv_net
 
-from robustseg.labels import BRATS
+from robustseg.labels import BRATS, LabelScheme
 from robustseg.workflows.attack_sweep import AttackSpec, AttackSweep
 
 
@@ -120,3 +120,31 @@ def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
     third = sweep().run()["examples"]
     np.testing.assert_allclose(third[0]["adversarial"], first[0]["adversarial"], atol=1e-6)
     assert len(read_rows(tmp_path / "results.csv")) == 2 * 2 * 3
+
+
+def test_examples_of_a_2d_rgb_model_are_saved_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2-D examples: the single-channel prediction map is written (MONAI's SaveImage cannot) and both read back."""
+    torch.manual_seed(0)
+    net = small_conv_net(out_channels=3, in_channels=3, spatial_dims=2)
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    rng = np.random.default_rng(2)
+    affine = torch.diag(torch.tensor([0.5, 0.25, 1.0, 1.0]))
+    cases = [{"image": MetaTensor(i, affine=affine), "label": lab, "case_id": "img0"} for i, lab in [ringed_disc(rng)]]
+    scheme = LabelScheme(("background", "disc", "ring"), ignore_index=255)
+
+    def sweep() -> AttackSweep:
+        return AttackSweep(
+            net, checkpoint, SimpleInferer(), cases, ["fgsm"], [0.1], tmp_path / "out", scheme=scheme, mask="none",
+            num_examples=1,
+        )  # fmt: skip
+
+    first = sweep().run()["examples"]
+    pred = nib.load(tmp_path / "out" / "examples" / "img0_fgsm@0.1_pred_adversarial.nii.gz")
+    assert pred.shape == (24, 24) and pred.affine[:2, :2] == pytest.approx(np.diag([0.5, 0.25]))
+    np.testing.assert_array_equal(np.asarray(pred.dataobj), first[0]["pred_adversarial"])
+    monkeypatch.setattr(AttackSpec, "build", lambda *a, **k: pytest.fail("attacked again"))
+    second = sweep().run()["examples"]
+    assert second[0]["adversarial"].shape == (3, 24, 24)
+    for key in ("adversarial", "pred_adversarial"):
+        np.testing.assert_allclose(second[0][key], first[0][key], atol=1e-6)

@@ -12,10 +12,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
-from workflow_helpers import nested_tumour, small_conv_net
+from workflow_helpers import nested_tumour, ringed_disc, small_conv_net
 
 from robustseg.certification import SegmentationSmoother, certified_metrics, noise_augmentation
-from robustseg.labels import BRATS
+from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import default_tracking_uri
 from robustseg.workflows.certify import CertificationRun, run_certification
 
@@ -163,3 +163,56 @@ def test_bad_settings_fail_before_any_compute(noisy_model: tuple, tmp_path: Path
     with pytest.raises(ValueError, match=message):
         make_run(noisy_model, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+DISCS = LabelScheme(("background", "disc", "ring"), ignore_index=255)
+
+
+def test_a_2d_rgb_model_is_certified_with_void_pixels_left_out(tmp_path: Path) -> None:
+    """The same run for a 2-D natural-image segmenter: 3 colour channels, 3 classes, a VOC-style void band."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    net = small_conv_net(out_channels=3, in_channels=3, spatial_dims=2)
+    cases = [ringed_disc(rng) for _ in range(8)]
+    augment = noise_augmentation(SIGMA)
+    augment.set_random_state(0)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(150):
+        images = torch.stack([torch.as_tensor(augment({"image": c[0]})["image"]) for c in cases])
+        labels = torch.stack([c[1][0] for c in cases])
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(images), labels, ignore_index=255).backward()
+        optimiser.step()
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    test = [
+        {"image": MetaTensor(image, affine=affine), "label": label, "case_id": f"img{i}"}
+        for i, (image, label) in enumerate(ringed_disc(rng) for _ in range(3))
+    ]
+    out = tmp_path / "certify"
+    run = CertificationRun(
+        net, checkpoint, SimpleInferer(), test, out, sigmas=[SIGMA], taus=[0.75], n0=10, n=100, alpha=0.01,
+        batch_size=20, mask="none", scheme=DISCS, trained_sigma=SIGMA,
+    )  # fmt: skip
+    report = run_certification(run, tracking_dir=tmp_path)
+    rows = read_rows(out / "results.csv")
+    assert [(r["case_id"], r["region"]) for r in rows[:2]] == [("img0", "disc"), ("img0", "ring")]
+    assert len(rows) == 3 * 2
+    saved = nib.load(out / "maps" / "img1_plain_sigma0.25_tau0.75_certified.nii.gz")
+    certified = torch.as_tensor(np.asarray(saved.dataobj).astype(np.int64))
+    assert certified.shape == (24, 24)
+    np.testing.assert_allclose(saved.affine[:2, :2], affine[:2, :2].numpy())
+    # accuracy by hand over the scored pixels (void left out, abstentions wrong), and the certificate itself
+    label = test[1]["label"][0]
+    scored = label != 255
+    certified[certified == 255] = -1
+    row = next(r for r in rows if (r["case_id"], r["region"]) == ("img1", "ring"))
+    assert float(row["certified_accuracy"]) == pytest.approx(float((certified == label)[scored].float().mean()))
+    cert = SegmentationSmoother(net, SIGMA, scheme=DISCS, batch_size=20).certify(
+        test[1]["image"][None], n0=10, n=100, alpha=0.01, tau=0.75, seed=run.case_seed("img1", SIGMA)
+    )
+    assert torch.equal(cert.classes, certified)
+    assert np.mean([float(r["certified_accuracy"]) for r in rows]) > 0.8
+    assert "data:image/png;base64," in report.read_text()
+    assert (report.parent / "certified_vs_radius.png").is_file()

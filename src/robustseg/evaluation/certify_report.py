@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -175,23 +175,33 @@ def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path
 
 
 def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel: int = -1) -> Path:
-    """One slice: the input, the ground truth, and the certified map with abstained voxels in grey."""
+    """The input, the ground truth, and the certified map with abstained voxels in grey.
+
+    As in the attack report, a 3-D volume shows the axial slice with most tumour, transposed with the origin at the
+    bottom; a 2-D image is shown as it is, in colour (min-max scaled) when it has 3 channels.
+    """
     label = np.asarray(example["label"])
     certified = np.asarray(example["certified"])
-    index = tumour_slice(label)
-    image = np.asarray(example["image"])[channel][..., index] if label.ndim == 3 else np.asarray(example["image"])[0]
-    lab = label[..., index] if label.ndim == 3 else label
-    cert = certified[..., index] if certified.ndim == 3 else certified
+    image = np.asarray(example["image"], dtype=np.float64)
+    volume = label.ndim == 3
+    if volume:
+        index = tumour_slice(label)
+        image, label, certified = (a[..., index].T for a in (image[channel], label, certified))
+    elif image.shape[0] == 3:
+        image = ((image - image.min()) / max(float(np.ptp(image)), 1e-12)).transpose(1, 2, 0)
+    else:
+        image = image[0]
+    origin: Literal["upper", "lower"] = "lower" if volume else "upper"
     fig = _new_figure(9.0, 3.2)
     axes = fig.subplots(1, 3)
     for ax, title in zip(axes, ("input", "ground truth", "certified (grey: abstained)"), strict=True):
-        ax.imshow(image.T, cmap="gray", origin="lower")
+        ax.imshow(image, cmap="gray", origin=origin)
         ax.set_title(title, fontsize="small")
         ax.axis("off")
-    axes[1].imshow(_overlay_rgba(lab).transpose(1, 0, 2), origin="lower")
-    overlay = _overlay_rgba(np.where(cert < 0, 0, cert))
-    overlay[cert < 0] = (0.6, 0.6, 0.6, 0.8)
-    axes[2].imshow(overlay.transpose(1, 0, 2), origin="lower")
+    axes[1].imshow(_overlay_rgba(label), origin=origin)
+    overlay = _overlay_rgba(np.where(certified < 0, 0, certified))
+    overlay[certified < 0] = (0.6, 0.6, 0.6, 0.8)
+    axes[2].imshow(overlay, origin=origin)
     return _save(fig, path)
 
 

@@ -26,6 +26,7 @@ import torch
 from robustseg.attacks import FGSM, Attack, IterativeFGSM, TargetedIterativeFGSM, ThreatModel
 from robustseg.attacks.targets import erase_tumour, relabel_enhancing_as_oedema
 from robustseg.data.naming import case_output_name
+from robustseg.data.nifti import input_affine, save_class_map
 from robustseg.evaluation.metrics import case_metrics
 from robustseg.evaluation.report import audit_rows, headline_table, write_html_report
 from robustseg.evaluation.results import ResultsStore
@@ -315,20 +316,17 @@ class AttackSweep:
         from monai.transforms import SaveImage
 
         meta = {**dict(getattr(x, "meta", {})), "filename_or_obj": case_id}
-        for name, volume, dtype in (
-            ("adversarial", adversarial[0], np.float32),
-            ("pred_adversarial", adv_pred[0], np.uint8),
-        ):
-            saver = SaveImage(
-                output_dir=str(self.output_dir / "examples"),
-                output_postfix=f"{condition}_{name}",
-                separate_folder=False,
-                output_dtype=dtype,
-                resample=False,
-                print_log=False,
-                output_name_formatter=case_output_name,
-            )
-            saver(MetaTensor(volume.detach().cpu().as_subclass(torch.Tensor), meta=meta))
+        saver = SaveImage(
+            output_dir=str(self.output_dir / "examples"),
+            output_postfix=f"{condition}_adversarial",
+            separate_folder=False,
+            output_dtype=np.float32,
+            resample=False,
+            print_log=False,
+            output_name_formatter=case_output_name,
+        )
+        saver(MetaTensor(adversarial[0].detach().cpu().as_subclass(torch.Tensor), meta=meta))
+        save_class_map(adv_pred[0, 0], input_affine(x), self.example_path(case_id, condition, "pred_adversarial"))
 
     def _reload_example(
         self, case_id: str, condition: str, x: torch.Tensor, label: torch.Tensor, clean_pred: torch.Tensor
@@ -342,6 +340,7 @@ class AttackSweep:
             return False
         load = LoadImage(image_only=True, ensure_channel_first=True)
         adversarial, adv_pred = (load(str(p)).as_tensor()[None] for p in paths)
+        adversarial = adversarial.reshape(x.shape)  # a 2-D image comes back with a trailing axis of size 1
         self._remember_example(case_id, condition, x, adversarial, label, clean_pred, adv_pred)
         return True
 

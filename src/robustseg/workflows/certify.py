@@ -25,7 +25,7 @@ import torch
 
 from robustseg.certification import ABSTAIN, SegmentationSmoother, certified_metrics, certified_radius, check_sigma
 from robustseg.certification.statistics import CORRECTIONS, check_alpha, check_count, check_tau, votes_needed
-from robustseg.data.naming import case_output_name
+from robustseg.data.nifti import input_affine, save_class_map
 from robustseg.evaluation.metrics import case_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
@@ -284,21 +284,8 @@ class CertificationRun:
         self, x: torch.Tensor, case_id: str, mode: str, sigma: float, tau: float, classes: torch.Tensor
     ) -> None:
         """The certified class map as NIfTI with the preprocessed input's affine; abstained voxels are 255."""
-        from monai.data import MetaTensor
-        from monai.transforms import SaveImage
-
-        volume = torch.where(classes == ABSTAIN, torch.full_like(classes, MAP_ABSTAIN), classes).to(torch.uint8)
-        meta = {**dict(getattr(x, "meta", {})), "filename_or_obj": case_id}
-        saver = SaveImage(
-            output_dir=str(self.output_dir / "maps"),
-            output_postfix=f"{mode}_sigma{sigma:g}_tau{tau:g}_certified",
-            separate_folder=False,
-            output_dtype=np.uint8,
-            resample=False,
-            print_log=False,
-            output_name_formatter=case_output_name,
-        )
-        saver(MetaTensor(volume[None].cpu(), meta=meta))
+        volume = torch.where(classes == ABSTAIN, torch.full_like(classes, MAP_ABSTAIN), classes)
+        save_class_map(volume, input_affine(x), self.map_path(case_id, mode, sigma, tau))
 
     def _remember_example(
         self, case_id: str, mode: str, sigma: float, tau: float, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
