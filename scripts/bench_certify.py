@@ -2,20 +2,23 @@
 
 Usage::
 
-    python scripts/bench_certify.py [--quick] [--shape 64 64 64] [--batch 8] [--rounds 7] [--threads N]
+    python scripts/bench_certify.py [--quick] [--shape 64 64 64] [--batch 8] [--batches 4] [--rounds 7] [--threads N]
         [--output bundles/brats_unet3d/eval/bench_certify.json]
 
-The network is the CPU demo's (``configs/cpu_demo.json``: MONAI UNet, channels 16-32-64-128, strides 2-2-2, two
-residual units, instance norm, 4 MR series in, 4 classes out) with random weights; the input is one synthetic
-z-scored case. Prints one JSON object and writes it to ``--output``.
+The networks are the bundle's, built from its config with random weights: the CPU demo's
+(``train.json`` + ``configs/cpu_demo.json``: MONAI UNet, channels 16-32-64-128, 64³ windows) for every measurement,
+and the default BraTS network (``train.json``: channels 32-64-128-256-320) for one more direct throughput figure
+(``--no-bundle-network`` skips it). The input is one synthetic z-scored 4-channel case. Prints one JSON object and
+writes it to ``--output``.
 
 Method:
 
-* **Throughput ratio.** Samples per second of :meth:`SegmentationSmoother.class_counts` (noise draw, forward through
-  the inferer, class map, vote counting) divided by forwards per second of the bare model on a batch of the same size
-  with noise drawn beforehand, both under ``torch.no_grad`` in one process. The two alternate ``--rounds`` times
-  (each round: one bare batch, one smoother batch) and ``ratio`` is the median of the per-round ratios, which cancels
-  slow drifts of the load on a shared machine. Measured for the direct model and through a sliding window.
+* **Throughput ratio.** Samples per second of :meth:`SegmentationSmoother.class_counts` streaming ``--batches``
+  batches (noise draw, forward through the inferer, class map, vote counting; as ``certify`` streams its ``n``
+  samples) divided by forwards per second of the bare model on as many batches of the same size with noise drawn
+  beforehand, both under ``torch.no_grad`` in one process. The two alternate ``--rounds`` times (each round: the bare
+  batches, then the smoother's) and ``ratio`` is the median of the per-round ratios, which cancels slow drifts of the
+  load on a shared machine. Measured for the direct model and through a sliding window.
 * **Memory against n.** Peak resident memory (``ru_maxrss``) after one :meth:`certify` at ``n = --n-small`` and then
   after one at ``n = --n-large`` on the same volume, in this process: the peak can only grow, so
   ``peak_ratio`` = peak after the large run / peak after the small one is 1.0 when n costs no memory. The growth of
@@ -37,15 +40,25 @@ from typing import Any
 
 import monai
 import torch
+from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
-from monai.networks.nets import UNet
 from torch import nn
 
 from robustseg.certification import SegmentationSmoother
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = REPO_ROOT / "bundles" / "brats_unet3d" / "eval" / "bench_certify.json"
-QUICK = {"shape": [16, 16, 16], "sw_shape": [24, 16, 16], "sw_roi": 16, "batch": 2, "rounds": 2, "n_small": 4}
+BUNDLE = REPO_ROOT / "bundles" / "brats_unet3d"
+DEFAULT_OUTPUT = BUNDLE / "eval" / "bench_certify.json"
+CPU_DEMO = REPO_ROOT / "configs" / "cpu_demo.json"
+QUICK = {
+    "shape": [32, 32, 32],  # the default network halves it four times
+    "sw_shape": [40, 32, 32],
+    "sw_roi": 32,
+    "batch": 2,
+    "batches": 2,
+    "rounds": 2,
+    "n_small": 4,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,20 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny configuration for smoke tests (numbers mean little)")
     parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 64], help="direct input (one window)")
     parser.add_argument("--sw-shape", type=int, nargs=3, default=[80, 96, 80], help="volume for the sliding window")
-    parser.add_argument("--sw-roi", type=int, default=64, help="sliding-window roi_size (the CPU demo's)")
+    parser.add_argument("--sw-roi", type=int, default=None, help="sliding-window roi_size (default: the CPU demo's)")
     parser.add_argument("--batch", type=int, default=8, help="noise samples per forward pass")
+    parser.add_argument("--batches", type=int, default=4, help="batches streamed per timing (as certify streams n)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating (bare, smoother) rounds after a warm-up")
     parser.add_argument("--n-small", type=int, default=100, help="n of the first memory run")
     parser.add_argument("--n-large", type=int, default=1000, help="n of the second memory run")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the synthetic data")
+    parser.add_argument(
+        "--no-bundle-network", dest="bundle_network", action="store_false", help="skip the default BraTS network"
+    )
     return parser
 
 
-def demo_network(seed: int) -> nn.Module:
+def bundle_network(seed: int, *overlays: Path) -> tuple[nn.Module, list[int]]:
+    """The bundle's ``network_def`` (with ``overlays`` applied) in eval mode, random weights, and its window size."""
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "train.json"), *map(str, overlays)])
+    parser["bundle_root"] = str(BUNDLE)
     torch.manual_seed(seed)
-    net = UNet(3, 4, 4, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2, norm="instance")
-    return net.eval()
+    return parser.get_parsed_content("network_def").eval(), list(parser.get_parsed_content("sw_roi_size"))
 
 
 def synthetic_case(shape: list[int], seed: int) -> torch.Tensor:
@@ -99,13 +119,14 @@ def throughput(name: str, model: nn.Module, inferer: Any, x: torch.Tensor, args:
     def bare() -> float:
         start = time.perf_counter()
         with torch.no_grad():
-            inferer(noisy, model) if inferer is not None else model(noisy)
-        return time.perf_counter() - start
+            for _ in range(args.batches):
+                inferer(noisy, model) if inferer is not None else model(noisy)
+        return (time.perf_counter() - start) / args.batches
 
     def smoothed() -> float:
         start = time.perf_counter()
-        smoother.class_counts(x, args.batch, generator)
-        return time.perf_counter() - start
+        smoother.class_counts(x, args.batch * args.batches, generator)
+        return (time.perf_counter() - start) / args.batches
 
     bare(), smoothed()  # warm-up
     bare_s, smooth_s = [], []
@@ -117,6 +138,7 @@ def throughput(name: str, model: nn.Module, inferer: Any, x: torch.Tensor, args:
         "name": name,
         "input": list(x.shape),
         "batch": args.batch,
+        "batches_per_round": args.batches,
         "bare_forward_s": statistics.median(bare_s),
         "smoother_batch_s": statistics.median(smooth_s),
         "samples_per_s": args.batch / statistics.median(smooth_s),
@@ -152,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         args.n_large = 10 * args.n_small
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = demo_network(args.seed)
+    model, demo_roi = bundle_network(args.seed, CPU_DEMO)
+    args.sw_roi = args.sw_roi or demo_roi[0]
     x = synthetic_case(args.shape, args.seed)
     sw = SlidingWindowInferer(roi_size=[args.sw_roi] * 3, sw_batch_size=4, overlap=0.25)
+    throughputs = [
+        throughput("direct", model, None, x, args),
+        throughput("sliding_window", model, sw, synthetic_case(args.sw_shape, args.seed + 1), args),
+    ]
+    if args.bundle_network:
+        throughputs.append(throughput("bundle_network_direct", bundle_network(args.seed)[0], None, x, args))
     report = {
         "torch": torch.__version__,
         "monai": monai.__version__,
@@ -163,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "config": {**{k.replace("-", "_"): v for k, v in vars(args).items() if k != "output"}, "quick": args.quick},
-        "throughput": [
-            throughput("direct", model, None, x, args),
-            throughput("sliding_window", model, sw, synthetic_case(args.sw_shape, args.seed + 1), args),
-        ],
+        "throughput": throughputs,
         "memory": memory(model, x, args),
     }
     text = json.dumps(report, indent=2)

@@ -16,10 +16,12 @@ def test_quick_run_writes_the_report(tmp_path: Path) -> None:
     assert main(["--quick", "--threads", "1", "--output", str(output)]) == 0
     report = json.loads(output.read_text())
     assert report["config"]["quick"] is True and report["threads"] == 1
-    assert [t["name"] for t in report["throughput"]] == ["direct", "sliding_window"]
+    assert [t["name"] for t in report["throughput"]] == ["direct", "sliding_window", "bundle_network_direct"]
+    assert report["config"]["sw_roi"] == 32 and report["config"]["batches"] == 2
     for t in report["throughput"]:
         assert math.isfinite(t["ratio"]) and t["ratio"] > 0 and t["samples_per_s"] > 0
         assert t["samples_per_s"] == t["batch"] / t["smoother_batch_s"]
+        assert t["batches_per_round"] == 2
     memory = report["memory"]
     assert memory["n_large"] == 10 * memory["n_small"]
     assert memory["peak_ratio"] >= 1.0  # the peak after the larger run includes the smaller one's
