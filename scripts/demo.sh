@@ -12,9 +12,10 @@ start=$(date +%s)
 DATA="${DEMO_DATA:-data/phantoms}"
 BUNDLE=bundles/brats_unet3d
 overrides=("$@")
+steps=$([ -n "${DEMO_CERTIFY:-}" ] && echo 5 || echo 4)
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
 
-echo "[demo] 1/4 phantom BraTS cases -> $DATA"
+echo "[demo] 1/$steps phantom BraTS cases -> $DATA"
 python scripts/make_phantoms.py --output "$DATA" --num-cases "${NUM_CASES:-60}" --seed 0 --fractions 0.68 0.12 0.2
 
 # the demo keeps its checkpoints and results apart from your own (models/, eval/metrics); MLflow runs share eval/mlflow.db.
@@ -25,10 +26,10 @@ rm -rf "$CKPT" "$OUT"
 common=(--bundle_root "$BUNDLE" --dataset_dir "$DATA" --meta_file "$BUNDLE/configs/metadata.json"
         --logging_file "$BUNDLE/configs/logging.conf" --ckpt_dir "$CKPT"
         --metrics_dir "$OUT/metrics" --prediction_dir "$OUT/predictions")
-echo "[demo] 2/4 training the 3-D UNet (CPU profile configs/cpu_demo.json)"
+echo "[demo] 2/$steps training the 3-D UNet (CPU profile configs/cpu_demo.json)"
 python -m monai.bundle run --config_file "['$BUNDLE/configs/train.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
-echo "[demo] 3/4 evaluating the best checkpoint on the held-out test cases"
+echo "[demo] 3/$steps evaluating the best checkpoint on the held-out test cases"
 python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','$BUNDLE/configs/evaluate.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
@@ -36,25 +37,25 @@ echo
 python -m robustseg.evaluation.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
 echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
 echo
-echo "[demo] 4/4 attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on the test cases, paired Wilcoxon tests"
+echo "[demo] 4/$steps attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on the test cases, paired Wilcoxon tests"
 python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','configs/attack.json','configs/cpu_demo.json']" \
     "${common[@]}" --attack_output_dir "$OUT/attack" "${overrides[@]}"
 if [ -n "${DEMO_CERTIFY:-}" ]; then
     NOISY="$CKPT/noise_sigma0.25"
     files="'$BUNDLE/configs/train.json','configs/noise_training.json'"
-    echo "[demo] 5/5 certification: training a base model with Gaussian noise sigma 0.25 -> $NOISY"
+    echo "[demo] 5/$steps certification: training a base model with Gaussian noise sigma 0.25 -> $NOISY"
     python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
         "${common[@]}" --ckpt_dir "$NOISY" --noise_sigma 0.25 "${overrides[@]}"
     if [ "$DEMO_CERTIFY" = "denoised" ]; then
-        echo "[demo] 5/5 certification: training the diffusion denoiser -> $CKPT/denoiser"
+        echo "[demo] 5/$steps certification: training the diffusion denoiser -> $CKPT/denoiser"
         python -m monai.bundle run --config_file "[$files,'configs/denoiser.json','configs/cpu_demo.json']" \
             "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" "${overrides[@]}"
         files="$files,'configs/denoiser.json','configs/certify.json','configs/certify_denoised.json'"
     else
         files="$files,'configs/certify.json'"
     fi
-    echo "[demo] 5/5 certification: SegCertify on the test cases (configs/cpu_demo.json: n0, n, alpha, cases)"
+    echo "[demo] 5/$steps certification: SegCertify on the test cases (configs/cpu_demo.json: n0, n, alpha, cases)"
     python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
         "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" \
         --certify_output_dir "$OUT/certify" "${overrides[@]}"
