@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -209,6 +210,31 @@ class SegmentationSmoother:
         return self._check_input(x), was_training
 
     # ------------------------------------------------------------------ SegCertify and Cohen's predict
+
+    @overload
+    def certify(
+        self,
+        x: torch.Tensor,
+        n0: int = ...,
+        n: int = ...,
+        alpha: float = ...,
+        tau: float = ...,
+        correction: str = ...,
+        seed: int | None = ...,
+    ) -> Certificate: ...
+
+    @overload
+    def certify(
+        self,
+        x: torch.Tensor,
+        n0: int = ...,
+        n: int = ...,
+        alpha: float = ...,
+        *,
+        tau: Sequence[float],
+        correction: str = ...,
+        seed: int | None = ...,
+    ) -> list[Certificate]: ...
 
     def certify(
         self,

@@ -243,7 +243,7 @@ class CertificationRun:
                         correction=self.correction,
                         seed=self.case_seed(case_id, sigma),
                     )
-                    for cert in certificates:  # type: ignore[union-attr]
+                    for cert in certificates:
                         self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
                         metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain)
                         store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
