@@ -100,6 +100,10 @@ def test_load_denoiser_loads_what_the_training_wrote(trained: Path, phantom_root
 
 
 def test_resume_continues_from_the_last_checkpoint(trained: Path, phantom_root: Path) -> None:
+    with pytest.raises(RuntimeError) as info:  # the checkpoint records the mapping it was trained under
+        train_denoiser(trained, phantom_root, resume=True, denoiser_epochs=3, denoiser_scale=6.0)
+    assert "resume with --denoiser_scale 5" in str(info.value.__cause__ or info.value)
+    assert not (trained / "models" / "denoiser" / "checkpoint_epoch=3.pt").exists()
     train_denoiser(trained, phantom_root, resume=True, denoiser_epochs=3)
     assert (trained / "models" / "denoiser" / "checkpoint_epoch=3.pt").is_file()
     second = max(denoiser_runs(trained), key=lambda r: r.info.start_time)  # the first run had finished

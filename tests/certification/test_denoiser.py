@@ -349,3 +349,11 @@ def test_tiny_ddpm_trained_on_phantom_slices_denoises_in_one_step() -> None:
     print(f"sigma 0.5: noisy MSE {noisy_mse:.4f}, one-step denoised MSE {denoised_mse:.4f}")
     assert noisy_mse == pytest.approx(0.25, rel=0.02)
     assert denoised_mse < 0.5 * noisy_mse
+
+
+def test_a_checkpoint_of_another_intensity_mapping_cannot_be_resumed() -> None:
+    mapping = IntensityMapping(4.0)
+    assert mapping.state_dict() == {"scale": 4.0, "shift": 0.0}
+    mapping.load_state_dict({"scale": 4.0, "shift": 0.0})  # the same mapping: accepted
+    with pytest.raises(ValueError, match=r"resume with --denoiser_scale 5 --denoiser_shift 0"):
+        mapping.load_state_dict({"scale": 5.0, "shift": 0.0})

@@ -77,6 +77,21 @@ class IntensityMapping:
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
 
+    def state_dict(self) -> dict[str, float]:
+        """The mapping, so that the denoiser's training checkpoints record it (``configs/denoiser.json``)."""
+        return self.to_dict()
+
+    def load_state_dict(self, state: Any) -> None:
+        """Check a resumed training's checkpoint against this mapping; the config decides it, the checkpoint only
+        confirms it. A checkpoint trained under another mapping cannot be continued under this one."""
+        saved = IntensityMapping.from_dict(dict(state), "the checkpoint's intensity mapping")
+        if saved != self:
+            raise ValueError(
+                f"the denoiser checkpoint was trained with intensity mapping {saved.to_dict()} but the config gives "
+                f"{self.to_dict()}; resume with --denoiser_scale {saved.scale:g} --denoiser_shift {saved.shift:g}, or "
+                "train afresh in another --denoiser_ckpt_dir."
+            )
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "the mapping") -> IntensityMapping:
         if not isinstance(data, dict) or "scale" not in data:
