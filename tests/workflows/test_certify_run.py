@@ -28,23 +28,26 @@ def box_blur(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.nn.functional.avg_pool3d(noisy, 3, stride=1, padding=1, count_include_pad=False)
 
 
+def train_with_noise(net: torch.nn.Module, cases: list[tuple[torch.Tensor, torch.Tensor]], steps: int, **loss) -> None:
+    """Full-batch Adam on ``cases`` with Gaussian noise of exactly SIGMA on every image (noise_augmentation)."""
+    augment = noise_augmentation(SIGMA)
+    augment.set_random_state(0)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
+    labels = torch.stack([c[1][0] for c in cases])
+    for _ in range(steps):
+        images = torch.stack([torch.as_tensor(augment({"image": c[0]})["image"]) for c in cases])
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(images), labels, **loss).backward()
+        optimiser.step()
+
+
 @pytest.fixture(scope="module")
 def noisy_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path, list[dict]]:
     """A softmax conv net trained on nested tumours with Gaussian noise at SIGMA (noise_augmentation), 3 test cases."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     net = small_conv_net(out_channels=4)
-    cases = [nested_tumour(rng) for _ in range(6)]
-    augment = noise_augmentation(SIGMA)
-    augment.set_random_state(0)
-    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
-    weight = torch.tensor([0.3, 1.0, 1.0, 1.0])
-    for _ in range(120):
-        images = torch.stack([torch.as_tensor(augment({"image": c[0]})["image"]) for c in cases])
-        labels = torch.stack([c[1][0] for c in cases])
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(net(images), labels, weight=weight).backward()
-        optimiser.step()
+    train_with_noise(net, [nested_tumour(rng) for _ in range(6)], 120, weight=torch.tensor([0.3, 1.0, 1.0, 1.0]))
     path = tmp_path_factory.mktemp("noisy") / "model.pt"
     torch.save(net.state_dict(), path)
     test = [
@@ -173,16 +176,7 @@ def test_a_2d_rgb_model_is_certified_with_void_pixels_left_out(tmp_path: Path) -
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
     net = small_conv_net(out_channels=3, in_channels=3, spatial_dims=2)
-    cases = [ringed_disc(rng) for _ in range(8)]
-    augment = noise_augmentation(SIGMA)
-    augment.set_random_state(0)
-    optimiser = torch.optim.Adam(net.parameters(), lr=0.02)
-    for _ in range(150):
-        images = torch.stack([torch.as_tensor(augment({"image": c[0]})["image"]) for c in cases])
-        labels = torch.stack([c[1][0] for c in cases])
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(net(images), labels, ignore_index=255).backward()
-        optimiser.step()
+    train_with_noise(net, [ringed_disc(rng) for _ in range(8)], 150, ignore_index=255)
     checkpoint = tmp_path / "model.pt"
     torch.save(net.state_dict(), checkpoint)
     affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
