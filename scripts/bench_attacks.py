@@ -12,8 +12,9 @@ Prints one JSON object and writes it to ``--output``.
 Method:
 
 * **Step overhead ratio.** One step of :class:`~robustseg.attacks.IterativeFGSM` is timed inside a real attack call:
-  the attack's ``loss_and_gradient`` and ``evaluate`` are wrapped on the instance, so step ``t`` runs from the start of
-  gradient ``t`` to the start of gradient ``t + 1`` (the last one to the final evaluation) and holds everything the
+  the attack's ``loss_and_gradient``, ``initial_loss_and_gradient`` (step 0) and ``evaluate`` are wrapped, so step
+  ``t`` runs from the start of gradient ``t`` to the start of gradient ``t + 1`` (the last one to the final
+  evaluation) and holds everything the
   loop does: input copy, forward through the inferer, loss map, backward, gradient audit, ascent and projection. The
   reference is a bare ``torch.autograd.grad(cross_entropy(inferer(x, model), y), x)`` on the same input, in the same
   process and threads, in the attack's eval mode with frozen parameters. The wrappers run one bare forward + backward
@@ -163,7 +164,7 @@ def timed_attack(
 ) -> tuple[float, list[float], list[float]]:
     """Run ``attack(x, labels)`` with a bare forward + backward timed before each step and before the final evaluation.
 
-    The attack's ``loss_and_gradient`` and ``evaluate`` are wrapped on the instance: on entry the wrapper closes the
+    The attack's gradient methods and ``evaluate`` are wrapped on the instance: on entry the wrapper closes the
     previous step's interval, runs ``bare`` (timed apart), then opens the next interval. Bare runs and steps thus
     alternate strictly (bare, step, bare, step, ..., bare) and no bare run falls inside a step.
 
@@ -173,7 +174,11 @@ def timed_attack(
     steps: list[float] = []
     bares: list[float] = []
     opened: list[float] = []
-    inner_gradient, inner_evaluate = attack.loss_and_gradient, attack.evaluate
+    inner_gradient, inner_initial, inner_evaluate = (
+        attack.loss_and_gradient,
+        attack.initial_loss_and_gradient,
+        attack.evaluate,
+    )
 
     def interleave() -> None:
         if opened:
@@ -185,16 +190,20 @@ def timed_attack(
         interleave()
         return inner_gradient(*args, **kwargs)
 
+    def initial(*args: Any, **kwargs: Any) -> Any:
+        interleave()
+        return inner_initial(*args, **kwargs)
+
     def evaluate(*args: Any, **kwargs: Any) -> Any:
         interleave()
         opened.clear()
         return inner_evaluate(*args, **kwargs)
 
-    attack.loss_and_gradient, attack.evaluate = gradient, evaluate
+    attack.loss_and_gradient, attack.initial_loss_and_gradient, attack.evaluate = gradient, initial, evaluate
     try:
         total = time_call(lambda: attack(x, labels))
     finally:
-        del attack.loss_and_gradient, attack.evaluate
+        del attack.loss_and_gradient, attack.initial_loss_and_gradient, attack.evaluate
     return total - sum(bares), steps, bares
 
 

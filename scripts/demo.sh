@@ -34,7 +34,7 @@ python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','$BUNDLE/configs/evaluate.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
 echo
-python -m robustseg.evaluation.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
+python -m robustseg.workflows.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
 echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
 echo
 echo "[demo] 4/$steps attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on the test cases, paired Wilcoxon tests"

@@ -1,23 +1,40 @@
 """robustseg: audit and harden segmentation models with MONAI, Ignite and MLflow.
 
-Importing the package makes every subpackage reachable as an attribute, so bundle configs need only
-``"$import robustseg"`` to refer to ``robustseg.data.transforms.CanonicalBraTSd`` and the like.
+Every subpackage is reachable as an attribute of the package, imported on first use, so bundle configs need only
+``"$import robustseg"`` to refer to ``robustseg.data.transforms.CanonicalBraTSd`` and the like, while
+``import robustseg.attacks`` loads neither the engines (Ignite), nor MLflow, nor matplotlib.
 """
 
 from __future__ import annotations
 
-from robustseg import attacks, certification, data, evaluation, handlers, labels, tracking, workflows
+import importlib
+from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = [
-    "__version__",
+SUBPACKAGES: tuple[str, ...] = (
     "attacks",
     "certification",
+    "checkpoints",
+    "cli",
+    "conditions",
+    "contract",
     "data",
     "evaluation",
     "handlers",
     "labels",
     "tracking",
     "workflows",
-]
+)
+
+__all__ = ["SUBPACKAGES", "__version__", *SUBPACKAGES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"robustseg.{name}")
+    raise AttributeError(f"module 'robustseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

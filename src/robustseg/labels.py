@@ -6,6 +6,12 @@ ask it for the regions to score (ET, TC, WT for BraTS), and it turns either kind
 * softmax heads: one logit channel per class, the class map is the arg-max;
 * sigmoid multi-label heads (the model zoo's BraTS bundle: TC, WT, ET channels): each channel is a region, and the
   class map is rebuilt from the nested regions.
+
+Scores are taken on region masks the way the head defines them (:meth:`LabelScheme.regions_from_logits`): from the
+arg-max class map for softmax heads, per region channel for sigmoid heads, as the bundle's own per-channel metric
+does. Ground truth may come as a class map or as region masks (one channel per region, as the model zoo's
+``ConvertToMultiChannelBasedOnBratsClassesd`` gives); :meth:`LabelScheme.label_class_map` brings both to one class
+map, and refuses region masks that no class map can represent.
 """
 
 from __future__ import annotations
@@ -63,6 +69,73 @@ class LabelScheme:
     def region_names(self) -> tuple[str, ...]:
         return tuple(self.regions)
 
+    @property
+    def channel_regions(self) -> tuple[str, ...]:
+        """Region of each channel of region-mask labels and of a sigmoid head: ``sigmoid_regions``, else the regions."""
+        return self.sigmoid_regions or self.region_names
+
+    def valid_mask(self, labels: torch.Tensor) -> torch.Tensor:
+        """Bool mask of ``labels``' shape: False where a class map holds ``ignore_index`` (the one home of ignore)."""
+        if self.ignore_index is None:
+            return torch.ones(labels.shape, dtype=torch.bool, device=labels.device)
+        return labels != self.ignore_index
+
+    def regions_from_logits(self, logits: torch.Tensor, head: str = "softmax", threshold: float = 0.5) -> torch.Tensor:
+        """Predicted region masks ``(N, R, *spatial)`` (bool, regions in :attr:`region_names` order) of a head.
+
+        softmax: the regions of the arg-max class map; sigmoid: each region is its own channel thresholded at
+        ``threshold`` on the probability (``>=``, as MONAI's ``AsDiscrete``), so overlapping or non-nested channels
+        are scored as the head gave them.
+        """
+        if head == "softmax":
+            return self.to_regions(self.class_map_from_logits(logits, head="softmax")).bool()
+        self.check_head(head)
+        self._check_sigmoid_channels(logits.shape[1])
+        missing = [r for r in self.region_names if r not in self.sigmoid_regions]
+        if missing:
+            raise ValueError(f"regions {missing} have no channel in the sigmoid head {self.sigmoid_regions}.")
+        order = [self.sigmoid_regions.index(r) for r in self.region_names]
+        return torch.sigmoid(logits[:, order]) >= threshold  # MONAI's AsDiscrete(threshold=...) convention
+
+    def label_class_map(self, label: torch.Tensor, what: str = "label") -> torch.Tensor:
+        """A ground-truth class map ``(N, 1, *spatial)`` from a class map or from region masks ``(N, R, *spatial)``.
+
+        Region masks are one channel per region of :attr:`channel_regions`; they are converted when a class map
+        represents them exactly (nested regions, as BraTS's TC, WT and ET are), and refused otherwise.
+        """
+        label = label.as_subclass(torch.Tensor) if type(label) is not torch.Tensor else label
+        if label.ndim < 3 or label.shape[1] == 1:
+            return label.long() if label.shape[1:2] == (1,) else label.long().unsqueeze(1)
+        if label.shape[1] != len(self.channel_regions):
+            raise ValueError(
+                f"{what} has {label.shape[1]} channels; a class map has 1 and region masks have one per region "
+                f"{self.channel_regions}."
+            )
+        masks = label.bool()
+        sets = [set(self.regions[r]) for r in self.channel_regions]
+        out = torch.zeros((label.shape[0], 1, *label.shape[2:]), dtype=torch.long, device=label.device)
+        for i in sorted(range(len(sets)), key=lambda k: -len(sets[k])):
+            own = sets[i].difference(*[s for s in sets if s < sets[i]])
+            if len(own) != 1:
+                raise ValueError(
+                    f"region {self.channel_regions[i]!r} of the {what} does not identify one class ({own})."
+                )
+            out[masks[:, i : i + 1]] = own.pop()
+        index = [self.region_names.index(r) for r in self.channel_regions]
+        if not torch.equal(self.to_regions(out)[:, index].bool(), masks):
+            raise ValueError(
+                f"the {what}'s region masks {self.channel_regions} are not nested, so no class map holds them; "
+                "give class-map labels (drop the bundle's multi-channel label transform) or nested regions."
+            )
+        return out
+
+    def _check_sigmoid_channels(self, channels: int) -> None:
+        if channels != len(self.sigmoid_regions):
+            raise ValueError(
+                f"a sigmoid head must have {len(self.sigmoid_regions)} channels {self.sigmoid_regions} "
+                f"but has {channels}."
+            )
+
     def to_regions(self, class_map: torch.Tensor) -> torch.Tensor:
         """Turn class maps ``(N, 1, *spatial)`` or ``(N, *spatial)`` into region masks ``(N, R, *spatial)`` (float 0/1).
 
@@ -91,7 +164,7 @@ class LabelScheme:
                 raise ValueError(f"a softmax head must have {self.num_classes} channels but has {logits.shape[1]}.")
             return logits.max(dim=1, keepdim=True).indices  # argmax, several times faster on CPU
         if head == "sigmoid":
-            return self.class_map_from_region_masks(torch.sigmoid(logits) > threshold)
+            return self.class_map_from_region_masks(torch.sigmoid(logits) >= threshold)
         raise ValueError(f"head must be 'softmax' or 'sigmoid' but is {head!r}.")
 
     def class_map_from_region_masks(self, masks: torch.Tensor) -> torch.Tensor:
@@ -102,11 +175,7 @@ class LabelScheme:
         """
         if not self.sigmoid_regions:
             raise ValueError("this label scheme has no sigmoid_regions; pass them to read a sigmoid head.")
-        if masks.shape[1] != len(self.sigmoid_regions):
-            raise ValueError(
-                f"a sigmoid head must have {len(self.sigmoid_regions)} channels {self.sigmoid_regions} "
-                f"but has {masks.shape[1]}."
-            )
+        self._check_sigmoid_channels(masks.shape[1])
         sets = [set(self.regions[r]) for r in self.sigmoid_regions]
         out = torch.zeros((masks.shape[0], 1, *masks.shape[2:]), dtype=torch.long, device=masks.device)
         for i in sorted(range(len(sets)), key=lambda k: -len(sets[k])):

@@ -212,14 +212,14 @@ def test_sigmoid_head_with_brats_regions() -> None:
 def test_audit_warns_on_probabilities_and_zero_gradients() -> None:
     images, labels = _data(2)
     probs = nn.Sequential(_net(2), nn.Softmax(dim=1))
-    with pytest.warns(RuntimeWarning, match="looks like probabilities"):
+    with pytest.warns(RuntimeWarning, match="seems to return probabilities"):
         FGSM(probs, ThreatModel("linf", 0.1), scheme=BLOBS)(images, labels)
 
     class Constant(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.stack([x[:, 0] * 0 + 3.0, x[:, 0] * 0 - 2.0], dim=1)
 
-    with pytest.warns(RuntimeWarning, match="gradient is zero inside the mask for cases \\[0, 1\\]"):
+    with pytest.warns(RuntimeWarning, match="zero gradient on every attacked voxel of case\\(s\\) \\[0, 1\\]"):
         FGSM(Constant(), ThreatModel("linf", 0.1), scheme=BLOBS)(images, labels)
 
 

@@ -22,8 +22,8 @@ from robustseg.certification.denoiser import (
     load_denoiser,
     timestep_for_sigma,
 )
-from robustseg.certification.denoiser_training import DenoiserPrepareBatch
 from robustseg.data.phantom import PhantomConfig, generate_case
+from robustseg.workflows.denoiser_training import DenoiserPrepareBatch
 
 SHAPE = {2: (12, 10), 3: (6, 8, 5)}
 

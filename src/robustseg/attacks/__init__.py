@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from robustseg.attacks.base import Attack, AttackResult, Inferer
+from robustseg.attacks.base import Attack, AttackResult, Inferer, InitialGradient
 from robustseg.attacks.fgsm import FGSM
 from robustseg.attacks.ifgsm import IterativeFGSM
 from robustseg.attacks.losses import (
@@ -43,6 +43,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "Inferer",
+    "InitialGradient",
     "IterativeFGSM",
     "TargetedIterativeFGSM",
     "ThreatModel",

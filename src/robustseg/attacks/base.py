@@ -3,7 +3,13 @@
 :class:`Attack` runs the model through the bundle's inferer (a sliding-window pipeline is attacked end to end on the
 full volume), keeps the model in eval mode during the attack and restores it afterwards, takes gradients with
 :func:`torch.autograd.grad` w.r.t. the input only, draws randomness from a generator seeded per call, audits the model
-(probabilities instead of logits, zero or non-finite input gradients) and packs an :class:`AttackResult`.
+(probabilities instead of logits, zero or non-finite input gradients, with the checks of
+:mod:`robustseg.evaluation.selfchecks`) and packs an :class:`AttackResult`.
+
+Work that several attacks of a sweep share is not done twice: the objective, its input gradient and the logits at
+the clean input (:class:`InitialGradient`) are what FGSM at every budget and the first step of i-FGSM without a
+random start begin with, so a caller may pass the one computed by an earlier attack with the same
+:attr:`Attack.share_key`; and the result carries the logits at the adversarial input, so scoring it needs no forward.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from torch import nn
 from robustseg.attacks.losses import get_loss
 from robustseg.attacks.scores import agreement_per_case, dice_per_case
 from robustseg.attacks.threat import ThreatModel, per_sample_norm
+from robustseg.evaluation.selfchecks import check_gradients, check_logits
 from robustseg.labels import BRATS, LabelScheme
 
-__all__ = ["Attack", "AttackResult", "Inferer"]
+__all__ = ["Attack", "AttackResult", "Inferer", "InitialGradient"]
 
 Inferer = Callable[[torch.Tensor, nn.Module], Any]
 """``inferer(inputs, network) -> logits``, like MONAI's ``SimpleInferer`` and ``SlidingWindowInferer``."""
@@ -46,6 +53,9 @@ class AttackResult:
             attack raises it); targeted, the loss w.r.t. the target (the attack lowers it). With restarts, the
             history of the restart kept for that case.
         targeted: whether the attack aimed at a target map.
+        logits: model output at ``adversarial`` ``(N, K, *spatial)``, detached (from the attack's last forward).
+        initial: the objective, gradient and logits at the clean input, when the attack computed or used them
+            (shareable with the next attack of the same :attr:`Attack.share_key`); ``None`` after a random start.
     """
 
     adversarial: torch.Tensor
@@ -55,6 +65,21 @@ class AttackResult:
     psnr_db: torch.Tensor
     loss_history: torch.Tensor
     targeted: bool = False
+    logits: torch.Tensor | None = None
+    initial: InitialGradient | None = None
+
+
+@dataclass(frozen=True)
+class InitialGradient:
+    """Objective ``(N,)``, its input gradient ``(N, C, *spatial)`` and the logits at the clean input, detached.
+
+    The same for every attack with one :attr:`Attack.share_key` (loss and target) on one input, whatever its budget
+    or number of steps: the objective at step 0 depends on neither.
+    """
+
+    loss: torch.Tensor
+    gradient: torch.Tensor
+    logits: torch.Tensor
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -134,6 +159,9 @@ class Attack:
         self.seed = int(seed)
         self._warned: set[str] = set()
         self._logits_checked = False
+        self._initial: InitialGradient | None = None
+        self._computed_initial: InitialGradient | None = None
+        self._final_logits: torch.Tensor | None = None
 
     def set_random_state(self, seed: int) -> Attack:
         """Use ``seed`` from the next call on; returns ``self``."""
@@ -143,15 +171,29 @@ class Attack:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.threat.describe()}, loss={self.loss!r}, head={self.head!r})"
 
+    @property
+    def share_key(self) -> tuple[str, str | None]:
+        """Attacks with one key start from the same :class:`InitialGradient` on one input: (loss, target name)."""
+        return (self.loss, None)
+
     # ------------------------------------------------------------------ the call
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        initial: InitialGradient | None = None,
+    ) -> AttackResult:
         """Attack ``images`` with ground truth ``labels``; towards ``target`` when one is given.
 
         Args:
             images: clean input ``(N, C, *spatial)`` in the model's input space.
             labels: ground-truth class map ``(N, 1, *spatial)`` or ``(N, *spatial)``.
             target: optional class map of the same shape; the attack then lowers the loss towards it.
+            initial: the :class:`InitialGradient` of an earlier attack with the same :attr:`share_key` on the same
+                input (``AttackResult.initial``); used instead of computing it again. The result is the same.
 
         Returns:
             An :class:`AttackResult`.
@@ -160,6 +202,7 @@ class Attack:
         y = self._check_labels(labels, x, "labels")
         tgt = None if target is None else self._check_labels(target, x, "target")
         self._warned, self._logits_checked = set(), False
+        self._initial, self._computed_initial, self._final_logits = initial, None, None
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         with self.attack_mode(), torch.enable_grad():
             delta, history = self.perturb(x, y, tgt, generator)
@@ -168,7 +211,7 @@ class Attack:
         adversarial.copy_(x + delta)
         perturbation = adversarial - images.detach()
         change = _plain(perturbation).detach()
-        return AttackResult(
+        result = AttackResult(
             adversarial=adversarial,
             perturbation=perturbation,
             linf=per_sample_norm(change, "linf"),
@@ -176,7 +219,11 @@ class Attack:
             psnr_db=_psnr_db(x, change, self.threat.mask_for(x)),
             loss_history=history.detach(),
             targeted=tgt is not None,
+            logits=self._final_logits,
+            initial=self._computed_initial or self._initial,
         )
+        self._initial, self._computed_initial, self._final_logits = None, None, None
+        return result
 
     def perturb(
         self, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, generator: torch.Generator
@@ -254,6 +301,26 @@ class Attack:
         (grad,) = torch.autograd.grad(loss.sum(), adv)
         return loss.detach(), self._check_gradient(grad, x, step)
 
+    def initial_loss_and_gradient(
+        self, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, total_steps: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective and gradient at the clean input at step 0: the shared :class:`InitialGradient` when one was
+        passed to the call, else computed (and offered to the next attack through ``AttackResult.initial``)."""
+        if self._initial is not None:
+            if self._initial.gradient.shape != x.shape:
+                raise ValueError(
+                    f"the shared initial gradient has shape {tuple(self._initial.gradient.shape)} but the input "
+                    f"{tuple(x.shape)}; share it only between attacks on the same input."
+                )
+            return self._initial.loss, self._initial.gradient
+        adv = x.detach().requires_grad_(True)
+        logits = self.forward(adv)
+        loss = self.objective(logits, labels, target, 0, total_steps)
+        (grad,) = torch.autograd.grad(loss.sum(), adv)
+        grad = self._check_gradient(grad, x, 0)
+        self._computed_initial = InitialGradient(loss.detach(), grad, logits.detach())
+        return loss.detach(), grad
+
     def ascent(self, grad: torch.Tensor, x: torch.Tensor, targeted: bool) -> torch.Tensor:
         """Unit step of the norm that raises the objective (lowers it when ``targeted``), masked."""
         return self.threat.step(-grad if targeted else grad, self.threat.mask_for(x))
@@ -273,10 +340,12 @@ class Attack:
         the target when targeted.
         """
         logits = self.forward(x + delta)
+        self._final_logits = logits.detach()
         loss = self.objective(logits, labels, target, total_steps, total_steps)
-        prediction = self.scheme.class_map_from_logits(logits, head=self.head)
         if target is None:
-            return loss, 1 - dice_per_case(prediction, labels, self.scheme)
+            regions = self.scheme.regions_from_logits(logits, head=self.head)
+            return loss, 1 - dice_per_case(regions, labels, self.scheme)
+        prediction = self.scheme.class_map_from_logits(logits, head=self.head)
         return loss, agreement_per_case(prediction, target, self.scheme)
 
     def gradient(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -321,32 +390,22 @@ class Attack:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def _check_logits(self, out: torch.Tensor) -> None:
-        in_unit = bool(out.min() >= 0) and bool(out.max() <= 1)
-        sums_to_one = self.head == "softmax" and torch.allclose(out.sum(dim=1), torch.ones_like(out[:, 0]), atol=1e-3)
-        if in_unit and (sums_to_one or self.head == "sigmoid"):
-            self._warn_once(
-                "probabilities",
-                f"{type(self).__name__}: the model output lies in [0, 1]"
-                + (" and sums to 1 over channels" if sums_to_one else "")
-                + "; it looks like probabilities, but attacks need logits (gradients through a softmax or sigmoid "
-                "vanish and the attack looks weaker than it is).",
-            )
+        check = check_logits(out, head=self.head)
+        if not check.passed:
+            self._warn_once("probabilities", f"{type(self).__name__}: {check.detail}. {check.explanation}")
 
     def _check_gradient(self, grad: torch.Tensor, x: torch.Tensor, step: int) -> torch.Tensor:
-        if not torch.isfinite(grad).all():
+        """Non-finite values set to 0 at every step (with a warning); at step 0 a warning when the gradient is zero on
+        every attacked voxel (:func:`~robustseg.evaluation.selfchecks.check_gradients`; the audit runs the stricter
+        share check with the plain loss)."""
+        if not bool(torch.isfinite(grad).all()):
             self._warn_once(
                 "nonfinite",
                 f"{type(self).__name__}: the input gradient has non-finite values at step {step}; they were set to 0.",
             )
             grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        mask = self.threat.mask_for(x)
-        has_mask = mask.reshape(mask.shape[0], -1).any(dim=1)
-        zero = (grad * mask).reshape(grad.shape[0], -1).abs().amax(dim=1) == 0
-        if bool((zero & has_mask).any()):
-            cases = torch.nonzero(zero & has_mask).flatten().tolist()
-            self._warn_once(
-                "zero",
-                f"{type(self).__name__}: the input gradient is zero inside the mask for cases {cases} at step {step}; "
-                "the model may mask gradients (e.g. defensive distillation) or saturate, so the attack cannot move.",
-            )
+        if step == 0:
+            check = check_gradients(grad, self.threat.mask_for(x), max_zero_share=1.0)
+            if not check.passed:
+                self._warn_once("zero", f"{type(self).__name__}: {check.detail}. {check.explanation}")
         return grad

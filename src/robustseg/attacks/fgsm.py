@@ -43,7 +43,7 @@ class FGSM(Attack):
     def perturb(
         self, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, grad = self.loss_and_gradient(x, torch.zeros_like(x), labels, target)
+        loss, grad = self.initial_loss_and_gradient(x, labels, target)
         delta = self.threat.project(self.threat.eps * self.ascent(grad, x, target is not None), x)
         final, _ = self.evaluate(x, delta, labels, target)
         return delta, torch.stack([loss, final])

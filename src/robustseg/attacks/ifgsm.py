@@ -103,7 +103,10 @@ class IterativeFGSM(Attack):
         delta = self.threat.random_start(x, generator) if self.random_start else torch.zeros_like(x)
         history = []
         for t in range(self.steps):
-            loss, grad = self.loss_and_gradient(x, delta, labels, target, t, self.steps)
+            if t == 0 and not self.random_start:  # the clean input's gradient, shared with FGSM and the clean score
+                loss, grad = self.initial_loss_and_gradient(x, labels, target, self.steps)
+            else:
+                loss, grad = self.loss_and_gradient(x, delta, labels, target, t, self.steps)
             history.append(loss)
             delta = self.threat.project(delta + self.step_size * self.ascent(grad, x, target is not None), x)
         final, success = self.evaluate(x, delta, labels, target, self.steps)

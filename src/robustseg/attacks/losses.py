@@ -92,9 +92,9 @@ def _sigmoid_scheme(scheme: LabelScheme | None) -> LabelScheme:
 
 def valid_voxels(labels: torch.Tensor, scheme: LabelScheme | None) -> torch.Tensor:
     """Float mask ``(N, *spatial)``: 1 where the class map ``(N, *spatial)`` is not the scheme's ``ignore_index``."""
-    if scheme is None or scheme.ignore_index is None:
+    if scheme is None:
         return torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
-    return (labels != scheme.ignore_index).float()
+    return scheme.valid_mask(labels).float()
 
 
 def _probabilities_and_targets(

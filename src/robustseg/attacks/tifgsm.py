@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustseg.attacks.base import AttackResult
+from robustseg.attacks.base import AttackResult, InitialGradient
 from robustseg.attacks.ifgsm import IterativeFGSM
 from robustseg.attacks.targets import erase_tumour
 from robustseg.attacks.threat import ThreatModel
@@ -65,8 +65,23 @@ class TargetedIterativeFGSM(IterativeFGSM):
             raise ValueError(f"target_fn must map labels to a target class map but is {type(target_fn).__name__}.")
         self.target_fn = target_fn
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
-        """Attack towards ``target``, or towards ``target_fn(labels)`` when none is given."""
+    @property
+    def share_key(self) -> tuple[str, str | None]:
+        """(loss, the target function's name): attacks towards the same target share their clean gradient."""
+        return (self.loss, getattr(self.target_fn, "__name__", repr(self.target_fn)))
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        initial: InitialGradient | None = None,
+    ) -> AttackResult:
+        """Attack towards ``target``, or towards ``target_fn(labels)`` when none is given (``initial`` is only
+        shared for the latter, whose :attr:`share_key` names the target)."""
         if target is None:
             target = self.target_fn(torch.as_tensor(labels))
-        return super().__call__(images, labels, target)
+        else:
+            initial = None
+        return super().__call__(images, labels, target, initial=initial)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustseg.checkpoints import check_checkpoint
+
 __all__ = [
     "DiffusionDenoiser",
     "IntensityMapping",
@@ -274,8 +276,6 @@ def load_denoiser(
         inferer: optional sliding-window inferer (see :class:`DiffusionDenoiser`).
         device: where the network runs.
     """
-    from robustseg.workflows.checkpoints import check_checkpoint
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(

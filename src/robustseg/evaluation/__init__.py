@@ -1,90 +1,31 @@
 """Per-case metrics by region, paired statistics, self-checks, the results store and reports.
 
-Imports only torch, numpy, scipy, matplotlib and MONAI: engines and tracking stay in ``handlers``, ``workflows``
-and ``tracking``.
+Imports only torch, numpy, scipy and MONAI's metrics and transforms: engines and tracking stay in ``handlers``,
+``workflows`` and ``tracking``. Submodules are imported on first use, so ``robustseg.evaluation.dice`` and
+``robustseg.evaluation.selfchecks`` (torch alone) load neither MONAI nor matplotlib:
+
+* :mod:`~robustseg.evaluation.dice`: Dice per case and region and the empty-region policy, the one home of both;
+* :mod:`~robustseg.evaluation.metrics`: Dice and HD95 of region masks or class maps, spacing from the affine;
+* :mod:`~robustseg.evaluation.regions`: class maps to region masks as MONAI transforms;
+* :mod:`~robustseg.evaluation.selfchecks`: the audit's checks on itself;
+* :mod:`~robustseg.evaluation.statistics`: paired Wilcoxon tests, Holm, effect sizes;
+* :mod:`~robustseg.evaluation.results`: the append-only results table;
+* :mod:`~robustseg.evaluation.report`: figures, tables and the HTML report.
 """
 
 from __future__ import annotations
 
-from robustseg.evaluation import metrics, regions, report, results, selfchecks, statistics
-from robustseg.evaluation.metrics import (
-    BRATS_EMPTY_HD95,
-    EMPTY_POLICY_TEXT,
-    case_metrics,
-    describe_empty_policy,
-    long_rows,
-    region_dice_table,
-)
-from robustseg.evaluation.report import (
-    HEADLINE_COLUMNS,
-    audit_rows,
-    condition_name,
-    headline_table,
-    mean_interval,
-    plot_dice_vs_eps,
-    plot_example,
-    plot_paired,
-    select_conditions,
-    tumour_slice,
-    write_html_report,
-    write_tables,
-)
-from robustseg.evaluation.results import ResultsStore
-from robustseg.evaluation.selfchecks import (
-    SelfCheck,
-    check_attack_order,
-    check_determinism,
-    check_gradients,
-    check_logits,
-)
-from robustseg.evaluation.statistics import (
-    BootstrapResult,
-    WilcoxonResult,
-    bootstrap_median_difference,
-    compare_conditions,
-    holm,
-    paired_wilcoxon,
-    rank_biserial,
-    relative_reduction,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "BRATS_EMPTY_HD95",
-    "EMPTY_POLICY_TEXT",
-    "HEADLINE_COLUMNS",
-    "BootstrapResult",
-    "ResultsStore",
-    "SelfCheck",
-    "WilcoxonResult",
-    "audit_rows",
-    "bootstrap_median_difference",
-    "case_metrics",
-    "check_attack_order",
-    "check_determinism",
-    "check_gradients",
-    "check_logits",
-    "compare_conditions",
-    "condition_name",
-    "describe_empty_policy",
-    "headline_table",
-    "holm",
-    "long_rows",
-    "mean_interval",
-    "metrics",
-    "paired_wilcoxon",
-    "plot_dice_vs_eps",
-    "plot_example",
-    "plot_paired",
-    "rank_biserial",
-    "region_dice_table",
-    "regions",
-    "relative_reduction",
-    "report",
-    "results",
-    "select_conditions",
-    "selfchecks",
-    "statistics",
-    "tumour_slice",
-    "write_html_report",
-    "write_tables",
-]
+__all__ = ["certify_report", "dice", "metrics", "regions", "report", "results", "selfchecks", "statistics"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return importlib.import_module(f"robustseg.evaluation.{name}")
+    raise AttributeError(f"module 'robustseg.evaluation' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

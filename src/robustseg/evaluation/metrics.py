@@ -1,17 +1,11 @@
-"""Per-case, per-region Dice and HD95 with MONAI's metrics, and a stated policy for empty regions.
+"""Per-case, per-region Dice and HD95 on region masks, with one stated policy for empty regions.
 
-A BraTS case often has no enhancing tumour, and an attack that erases the tumour empties the prediction: how such
-cases are scored changes the means a report prints, so the policy is a named choice here, and
-:func:`describe_empty_policy` gives the sentence a report should print beside its table.
-
-Policies, for each case and region (ET, TC, WT for BraTS):
-
-* ``"brats"`` (the BraTS challenge convention): ground truth and prediction both empty -> Dice 1, HD95 0; exactly
-  one of them empty -> Dice 0, HD95 = ``empty_hd95`` (BraTS uses 373.13 mm, the diagonal of its
-  240 x 240 x 155 1-mm grid).
-* ``"ignore"``: an empty ground truth gives NaN for Dice and HD95, so the case drops out of that region's mean
-  (:func:`region_dice_table` skips NaN); a prediction that misses a non-empty region still scores Dice 0 and
-  HD95 = ``empty_hd95``.
+Scores are taken on region masks ``(N, R, *spatial)``: :func:`region_metrics` is the core, and :func:`case_metrics`
+the same for class maps. Dice comes from :func:`robustseg.evaluation.dice.region_dice` (the one home of Dice and of
+the empty-region policy, :mod:`robustseg.evaluation.dice`), HD95 from MONAI's
+:func:`~monai.metrics.compute_hausdorff_distance` in mm of the *preprocessed* voxel grid: :func:`spacing_from_affine`
+reads it from the image's affine after ``Spacingd`` / ``Orientationd``, where the header's ``pixdim`` still holds the
+file's spacing.
 
 Example::
 
@@ -29,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.metrics import compute_hausdorff_distance
 from monai.metrics.utils import prepare_spacing
 
+from robustseg.evaluation.dice import EMPTY_POLICIES, EmptyPolicy, get_policy, region_dice
 from robustseg.labels import BRATS, LabelScheme
 
 __all__ = [
@@ -42,34 +37,39 @@ __all__ = [
     "describe_empty_policy",
     "long_rows",
     "region_dice_table",
+    "region_metrics",
+    "spacing_from_affine",
 ]
 
 BRATS_EMPTY_HD95 = 373.13
 """HD95 (mm) that BraTS gives a region empty in exactly one of prediction and ground truth: sqrt(240² + 240² + 155²)."""
 
-EMPTY_POLICIES = ("brats", "ignore")
 
-_POLICY_TEMPLATES = {
-    "brats": (
-        "Empty regions follow the BraTS convention: ground truth and prediction both empty score Dice 1 and "
-        "HD95 0; exactly one empty scores Dice 0 and HD95 {hd95:g} mm."
-    ),
-    "ignore": (
-        "Cases whose ground truth is empty in a region are left out of that region's scores (NaN, excluded from "
-        "means); a prediction that misses a non-empty region scores Dice 0 and HD95 {hd95:g} mm."
-    ),
-}
-
-
-def describe_empty_policy(policy: str = "brats", empty_hd95: float = BRATS_EMPTY_HD95) -> str:
+def describe_empty_policy(policy: str | EmptyPolicy = "brats", empty_hd95: float | None = None) -> str:
     """The sentence a report prints to state how empty regions were scored."""
-    if policy not in _POLICY_TEMPLATES:
-        raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES} but is {policy!r}.")
-    return _POLICY_TEMPLATES[policy].format(hd95=empty_hd95)
+    rule = get_policy(policy)
+    if empty_hd95 is not None:
+        rule = EmptyPolicy(rule.name, rule.both_empty_dice, rule.ignore_empty_truth, float(empty_hd95), rule.source)
+    return rule.describe()
 
 
 EMPTY_POLICY_TEXT: dict[str, str] = {p: describe_empty_policy(p) for p in EMPTY_POLICIES}
-"""Report text of each policy with the BraTS value of ``empty_hd95``."""
+"""Report text of each policy."""
+
+
+def spacing_from_affine(image: Any) -> list[float] | None:
+    """Voxel size in mm along each spatial axis of a MetaTensor ``(C, *spatial)``, from its affine; ``None`` without.
+
+    The affine is the one of the preprocessed grid (after ``Spacingd``, ``Orientationd``, cropping), so HD95 is
+    measured where the prediction lives; the column norms of its linear part are the spacings, which also holds for
+    permuted and oblique axes.
+    """
+    affine = getattr(image, "affine", None)
+    if affine is None:
+        return None
+    dims = image.ndim - 1
+    linear = np.asarray(torch.as_tensor(affine).detach().cpu(), dtype=np.float64)[:dims, :dims]
+    return [float(v) for v in np.linalg.norm(linear, axis=0)]
 
 
 def _as_class_map(x: Any, name: str) -> torch.Tensor:
@@ -79,7 +79,60 @@ def _as_class_map(x: Any, name: str) -> torch.Tensor:
             f"{name} must be a class map (N, 1, H, W) or (N, 1, H, W, D) but has shape {tuple(t.shape)}; "
             "arg-max the model output over channels first (LabelScheme.class_map_from_logits)."
         )
-    return t.detach().cpu().long()
+    return t.detach().cpu().as_subclass(torch.Tensor).long()
+
+
+def region_metrics(
+    pred_regions: torch.Tensor,
+    label_regions: torch.Tensor,
+    region_names: Sequence[str],
+    valid: torch.Tensor | None = None,
+    spacing: float | Sequence[float] | Sequence[Sequence[float]] | None = None,
+    empty_policy: str | EmptyPolicy = "brats",
+    empty_hd95: float | None = None,
+) -> list[dict[str, float]]:
+    """Dice and HD95 of every case and region of predicted and ground-truth region masks ``(N, R, *spatial)``.
+
+    Args:
+        pred_regions: predicted masks, e.g. :meth:`~robustseg.labels.LabelScheme.regions_from_logits` (softmax
+            heads: the arg-max class map's regions; sigmoid heads: each channel as it is).
+        label_regions: ground-truth masks of the same shape.
+        region_names: the name of each of the R regions.
+        valid: ``(N, 1, *spatial)`` voxels to score (False on ``ignore_index``), or ``None`` for all.
+        spacing: voxel size in mm (a number, one per spatial axis, or one such entry per case), so HD95 is in mm;
+            ``None`` measures it in voxels.
+        empty_policy: see :mod:`robustseg.evaluation.dice`.
+        empty_hd95: HD95 when exactly one mask is empty; default the policy's (373.13 or 374 mm).
+
+    Returns:
+        One dict per case with ``"<region>_dice"`` and ``"<region>_hd95"`` for each region, e.g. ``"ET_dice"``.
+    """
+    rule = get_policy(empty_policy)
+    miss_hd95 = rule.one_empty_hd95 if empty_hd95 is None else float(empty_hd95)
+    pred = pred_regions.detach().cpu().as_subclass(torch.Tensor).bool()
+    label = label_regions.detach().cpu().as_subclass(torch.Tensor).bool()
+    if pred.shape != label.shape:
+        raise ValueError(
+            f"prediction and label must have the same shape but are {tuple(pred.shape)} and {tuple(label.shape)}."
+        )
+    if pred.shape[1] != len(region_names):
+        raise ValueError(f"masks have {pred.shape[1]} regions but {len(region_names)} names {list(region_names)}.")
+    if valid is not None:
+        keep = valid.detach().cpu().as_subclass(torch.Tensor).bool()
+        keep = keep.unsqueeze(1) if keep.ndim == pred.ndim - 1 else keep
+        pred, label = pred & keep, label & keep
+    dice = region_dice(pred, label, policy=rule)
+    batch = pred.shape[0]
+    spacings = prepare_spacing(spacing=spacing, batch_size=batch, img_dim=pred.ndim - 2)
+    rows: list[dict[str, float]] = []
+    for b in range(batch):
+        row: dict[str, float] = {}
+        for r, region in enumerate(region_names):
+            p, g = pred[b : b + 1, r : r + 1], label[b : b + 1, r : r + 1]
+            row[f"{region}_dice"] = float(dice[b, r])
+            row[f"{region}_hd95"] = _hd95(p, g, spacings[b], rule, miss_hd95)
+        rows.append(row)
+    return rows
 
 
 def case_metrics(
@@ -87,66 +140,38 @@ def case_metrics(
     label_class_map: torch.Tensor | np.ndarray,
     scheme: LabelScheme = BRATS,
     spacing: float | Sequence[float] | Sequence[Sequence[float]] | None = None,
-    empty_policy: str = "brats",
-    empty_hd95: float = BRATS_EMPTY_HD95,
+    empty_policy: str | EmptyPolicy = "brats",
+    empty_hd95: float | None = None,
 ) -> list[dict[str, float]]:
-    """Dice and HD95 of every case and region of a batch of class maps.
+    """:func:`region_metrics` of class maps ``(N, 1, *spatial)`` (2-D or 3-D), regions from ``scheme``.
 
-    Dice comes from :func:`monai.metrics.compute_dice`, HD95 from :func:`monai.metrics.compute_hausdorff_distance`
-    with ``percentile=95`` (symmetric, Euclidean, on the masks' edge voxels). Regions are those of ``scheme``.
-    Voxels labelled ``scheme.ignore_index`` in the ground truth are removed from both masks before scoring.
-
-    Args:
-        pred_class_map: predicted class indices ``(N, 1, *spatial)``, 2-D or 3-D.
-        label_class_map: ground-truth class indices, same shape.
-        scheme: label scheme that turns class maps into region masks.
-        spacing: voxel size in mm, so HD95 is in mm: a number (isotropic), one value per spatial axis, or one such
-            entry per case. ``None`` measures HD95 in voxels.
-        empty_policy: ``"brats"`` or ``"ignore"``, see the module docstring and :func:`describe_empty_policy`.
-        empty_hd95: HD95 given when exactly one of prediction and ground truth is empty (BraTS: 373.13 mm).
-
-    Returns:
-        One dict per case with ``"<region>_dice"`` and ``"<region>_hd95"`` for each region, e.g. ``"ET_dice"``.
+    Voxels labelled ``scheme.ignore_index`` in the ground truth are left out of both masks.
     """
-    if empty_policy not in EMPTY_POLICIES:
-        raise ValueError(f"empty_policy must be one of {EMPTY_POLICIES} but is {empty_policy!r}.")
     pred = _as_class_map(pred_class_map, "pred_class_map")
     label = _as_class_map(label_class_map, "label_class_map")
     if pred.shape != label.shape:
         raise ValueError(
             f"prediction and label must have the same shape but are {tuple(pred.shape)} and {tuple(label.shape)}."
         )
-    pred_regions = scheme.to_regions(pred)
-    label_regions = scheme.to_regions(label)
-    if scheme.ignore_index is not None:
-        keep = (label != scheme.ignore_index).float()  # (N, 1, *spatial) broadcasts over regions
-        pred_regions = pred_regions * keep
-        label_regions = label_regions * keep
-
-    # ignore_empty=False is MONAI's BraTS branch (1 when both are empty, 0 for a false positive on an empty truth).
-    dice = compute_dice(pred_regions, label_regions, include_background=True, ignore_empty=empty_policy == "ignore")
-    batch = pred_regions.shape[0]
-    spacings = prepare_spacing(spacing=spacing, batch_size=batch, img_dim=pred_regions.ndim - 2)
-
-    rows: list[dict[str, float]] = []
-    for b in range(batch):
-        row: dict[str, float] = {}
-        for r, region in enumerate(scheme.region_names):
-            p, g = pred_regions[b : b + 1, r : r + 1], label_regions[b : b + 1, r : r + 1]
-            row[f"{region}_dice"] = float(dice[b, r])
-            row[f"{region}_hd95"] = _hd95(p, g, spacings[b], empty_policy, empty_hd95)
-        rows.append(row)
-    return rows
+    return region_metrics(
+        scheme.to_regions(pred),
+        scheme.to_regions(label),
+        scheme.region_names,
+        valid=scheme.valid_mask(label),
+        spacing=spacing,
+        empty_policy=empty_policy,
+        empty_hd95=empty_hd95,
+    )
 
 
-def _hd95(pred: torch.Tensor, label: torch.Tensor, spacing: Any, policy: str, empty_hd95: float) -> float:
+def _hd95(pred: torch.Tensor, label: torch.Tensor, spacing: Any, rule: EmptyPolicy, miss_hd95: float) -> float:
     pred_empty, label_empty = not bool(pred.any()), not bool(label.any())
     if label_empty:
-        if policy == "ignore":
+        if rule.ignore_empty_truth:
             return math.nan
-        return 0.0 if pred_empty else float(empty_hd95)
+        return 0.0 if pred_empty else miss_hd95
     if pred_empty:
-        return float(empty_hd95)
+        return miss_hd95
     with warnings.catch_warnings():
         # MONAI 1.6 passes its own deprecated argument internally; nothing the caller can act on.
         warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)

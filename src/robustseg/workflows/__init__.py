@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from robustseg.checkpoints import check_checkpoint
 from robustseg.workflows.attack_sweep import AttackSpec, AttackSweep, run_attack_audit
 from robustseg.workflows.certify import CertificationRun, run_certification
-from robustseg.workflows.checkpoints import check_checkpoint
 
 __all__ = ["AttackSpec", "AttackSweep", "CertificationRun", "check_checkpoint", "run_attack_audit", "run_certification"]

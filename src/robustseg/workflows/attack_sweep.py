@@ -25,6 +25,7 @@ import torch
 
 from robustseg.attacks import FGSM, Attack, IterativeFGSM, TargetedIterativeFGSM, ThreatModel
 from robustseg.attacks.targets import erase_tumour, relabel_enhancing_as_oedema
+from robustseg.checkpoints import load_checkpoint
 from robustseg.data.naming import case_output_name
 from robustseg.data.nifti import input_affine, save_class_map
 from robustseg.evaluation.metrics import case_metrics
@@ -40,7 +41,6 @@ from robustseg.evaluation.selfchecks import (
 from robustseg.evaluation.statistics import compare_conditions
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import recorded_run
-from robustseg.workflows.checkpoints import load_checkpoint
 
 __all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "run_attack_audit"]
 
@@ -378,7 +378,7 @@ class AttackSweep:
                 for spec in self.specs
             }
             if len(dice.get("fgsm", [])) == len(dice.get("ifgsm", [])) > 0:
-                check = check_attack_order(dice)
+                check = check_attack_order("fgsm", dice["fgsm"], "ifgsm", dice["ifgsm"])
                 self.checks.append(
                     SelfCheck(check.name, check.passed, f"eps {eps:g}: {check.detail}", check.explanation)
                 )

@@ -25,13 +25,13 @@ import torch
 
 from robustseg.certification import ABSTAIN, SegmentationSmoother, certified_metrics, certified_radius, check_sigma
 from robustseg.certification.statistics import CORRECTIONS, check_alpha, check_count, check_tau, votes_needed
+from robustseg.checkpoints import load_checkpoint
 from robustseg.data.nifti import input_affine, save_class_map
 from robustseg.evaluation.metrics import case_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import recorded_run
-from robustseg.workflows.checkpoints import load_checkpoint
 
 __all__ = ["MODES", "CertificationRun", "run_certification"]
 

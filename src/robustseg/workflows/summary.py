@@ -1,6 +1,6 @@
 """Read an evaluation's per-case Dice (MONAI ``MetricsSaver`` output) and report it by region.
 
-``python -m robustseg.evaluation.summary bundles/brats_unet3d/eval`` prints the table the demo ends with and writes
+``python -m robustseg.workflows.summary bundles/brats_unet3d/eval`` prints the table the demo ends with and writes
 ``metrics/dice_per_case.csv`` with case ids and region names instead of file paths and channel numbers.
 """
 

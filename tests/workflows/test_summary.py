@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from robustseg.evaluation.summary import main, read_case_dice, summarize
+from robustseg.workflows.summary import main, read_case_dice, summarize
 
 RAW = """filename,class0,class1,class2,mean
 /d/BraTS-GLI-00001-000/BraTS-GLI-00001-000-t1n.nii.gz,0.5,0.8,0.9,0.7333

@@ -1,4 +1,4 @@
-"""Tests for :func:`robustseg.workflows.checkpoints.check_checkpoint`: clear errors before any compute."""
+"""Tests for :func:`robustseg.checkpoints.check_checkpoint`: clear errors before any compute."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
-from robustseg.workflows.checkpoints import check_checkpoint, load_checkpoint
+from robustseg.checkpoints import check_checkpoint, load_checkpoint
 
 
 def unet(channels: tuple[int, ...] = (4, 8)) -> torch.nn.Module:

@@ -11,7 +11,7 @@ from ignite.engine import Engine
 from monai.networks.schedulers import DDPMScheduler
 
 from robustseg.certification.denoiser import IntensityMapping, timestep_for_sigma
-from robustseg.certification.denoiser_training import (
+from robustseg.workflows.denoiser_training import (
     DenoiserPrepareBatch,
     DenoiserSaver,
     GaussianNoisePrepareBatch,
