@@ -57,8 +57,8 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from robustseg.attacks import IterativeFGSM, ThreatModel
-from robustseg.attacks.base import Attack, _psnr_db
-from robustseg.attacks.threat import per_sample_norm
+from robustseg.attacks.base import Attack
+from robustseg.attacks.threat import per_sample_norm, psnr_db
 from robustseg.workflows.attack_sweep import AttackSweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ def overhead_breakdown(
                 lambda: attack.evaluate(x, delta, labels, None, total), max(1, n // 5)
             ),
             "check_logits": time_median(lambda: attack._check_logits(logits.detach()), n),
-            "psnr": time_median(lambda: _psnr_db(x, delta, mask), n),
+            "psnr": time_median(lambda: psnr_db(x, delta, mask), n),
             "norms": time_median(lambda: (per_sample_norm(delta, "linf"), per_sample_norm(delta, "l2")), n),
         }
         mask_for_s = time_median(lambda: attack.threat.mask_for(x), n)

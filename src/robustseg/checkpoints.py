@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_checkpoint", "load_checkpoint"]
+__all__ = ["check_checkpoint", "load_checkpoint", "unwrap"]
 
 
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     """The module inside DistributedDataParallel / DataParallel (its keys are in a checkpoint), else ``network``."""
     inner = getattr(network, "module", None)
     return inner if isinstance(inner, torch.nn.Module) else network
@@ -38,7 +38,7 @@ def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None
         state = state[key]
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict.")
-    expected = {k: tuple(v.shape) for k, v in _unwrap(network).state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in unwrap(network).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -62,5 +62,5 @@ def check_checkpoint(path: str | Path, network: torch.nn.Module, key: str | None
 
 def load_checkpoint(path: str | Path, network: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Check ``path`` against ``network`` (:func:`check_checkpoint`), load it, and return the network in eval mode."""
-    _unwrap(network).load_state_dict(check_checkpoint(path, network))
+    unwrap(network).load_state_dict(check_checkpoint(path, network))
     return network.to(device).eval()

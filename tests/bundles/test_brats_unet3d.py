@@ -301,7 +301,7 @@ def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(traine
     out = trained / "eval" / "attack"
     rows = (out / "results.csv").read_text().splitlines()
     cases = load_datalist(phantom_root / "datalist.json", "testing")
-    assert len(rows) - 1 == len(cases) * (1 + 2 * 2) * 3  # cases x (clean + 2 attacks x 2 eps) x regions
+    assert len(rows) - 1 == len(cases) * (1 + 3 * 2) * 3  # cases x (clean + (2 attacks + noise) x 2 eps) x regions
     stats = (out / "report" / "statistics.csv").read_text()
     assert "ifgsm@0.3" in stats and "fgsm@0.1" in stats
     html = (out / "report" / "report.html").read_text()

@@ -11,8 +11,10 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
+from monai.metrics import DiceMetric
 from workflow_helpers import nested_tumour, ringed_disc, small_conv_net
 
+from robustseg.attacks import Attack
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.workflows.attack_sweep import AttackSpec, AttackSweep
 
@@ -61,19 +63,48 @@ def test_sweep_on_a_sigmoid_head_scores_regions_and_lowers_dice(sigmoid_model, t
     )
     outcome = sweep.run()
     rows = read_rows(tmp_path / "results.csv")
-    assert len(rows) == 4 * 3 * 3  # cases x (clean, fgsm, ifgsm) x regions
+    assert len(rows) == 4 * 4 * 3  # cases x (clean, fgsm, ifgsm, noise) x regions
     clean = {(r["case_id"], r["region"]): float(r["dice"]) for r in rows if r["attack"] == "clean"}
     assert np.mean(list(clean.values())) > 0.7  # the toy model segments the nested regions
-    # the clean Dice equals a hand computation from the sigmoid head's class map
+    # the clean Dice is the bundle's own per-channel metric: MONAI's DiceMetric on thresholded sigmoid channels
+    images = torch.stack([c["image"] for c in cases])
     with torch.no_grad():
-        pred = BRATS.class_map_from_logits(net(cases[0]["image"][None]), head="sigmoid")
-    for region, classes in BRATS.regions.items():
-        p, g = np.isin(pred.numpy(), classes), np.isin(cases[0]["label"][None].numpy(), classes)
-        assert clean[("case0", region)] == pytest.approx(2 * (p & g).sum() / (p.sum() + g.sum()), abs=1e-6)
+        channels = (torch.sigmoid(net(images)) >= 0.5).float()  # TC, WT, ET as the model zoo's postprocessing
+    targets = BRATS.region_targets_for_sigmoid(torch.stack([c["label"] for c in cases]))
+    reference = DiceMetric(include_background=True, reduction="none", ignore_empty=False)(channels, targets)
+    for i in range(len(cases)):
+        for ch, region in enumerate(BRATS.sigmoid_regions):
+            assert clean[(f"case{i}", region)] == pytest.approx(float(reference[i, ch]), abs=1e-6)
     attacked = [float(r["dice"]) for r in rows if r["attack"] == "ifgsm"]
     assert np.mean(attacked) < np.mean(list(clean.values())) - 0.1
-    assert {c.name for c in outcome["checks"]} >= {"probabilities", "gradients", "determinism", "attack_order"}
-    assert {s["condition"] for s in outcome["statistics"]} == {"fgsm@0.3", "ifgsm@0.3"}
+    names = {c.name for c in outcome["checks"]}
+    assert names >= {"probabilities", "gradients", "determinism", "attack_order", "noise_baseline"}
+    assert {s["condition"] for s in outcome["statistics"]} == {"fgsm@0.3", "ifgsm@0.3", "noise@0.3", "worst@0.3"}
+
+
+def test_a_sigmoid_head_is_scored_per_channel_not_from_a_rebuilt_class_map(tmp_path: Path) -> None:
+    """Non-nested sigmoid channels: the class map rebuilt from them loses voxels; the channels themselves do not."""
+
+    class Channels(torch.nn.Module):  # TC everywhere in the left half, WT nowhere: TC is not inside WT
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.full((x.shape[0], 3, *x.shape[2:]), -5.0) + 0 * x[:, :1]
+            out[:, 0, :8] = 5.0
+            return out
+
+    net = Channels()
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    label = torch.zeros(1, 16, 16, 16, dtype=torch.long)
+    label[0, :8] = 1  # necrotic core in the left half: TC and WT there, ET nowhere
+    cases = [{"image": torch.ones(4, 16, 16, 16), "label": label, "case_id": "c0"}]
+    sweep = AttackSweep(
+        net, checkpoint, SimpleInferer(), cases, ["fgsm"], [0.1], tmp_path / "out", head="sigmoid", mask="none",
+        num_examples=0,
+    )  # fmt: skip
+    rows = sweep.run()["rows"]
+    clean = {r["region"]: r["dice"] for r in rows if r["condition"] == "clean"}
+    assert clean["TC"] == 1.0  # the TC channel is exactly the truth's TC
+    assert clean["WT"] == 0.0 and clean["ET"] == 1.0  # WT missed; ET empty in both
 
 
 def test_attack_specs_are_checked_before_compute() -> None:
@@ -81,7 +112,8 @@ def test_attack_specs_are_checked_before_compute() -> None:
         AttackSpec.parse("cw")
     with pytest.raises(ValueError, match="needs attack 'tifgsm'"):
         AttackSpec.parse({"name": "ifgsm", "target": "erase_tumour"})
-    assert AttackSpec.parse({"name": "tifgsm", "target": "enhancing_as_oedema"}).label == "tifgsm-enhancing_as_oedema"
+    spec = AttackSpec.parse({"name": "tifgsm", "target": "enhancing_as_oedema"})
+    assert spec.base_label == "tifgsm-enhancing_as_oedema"
 
 
 def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
@@ -110,7 +142,7 @@ def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
     saved = tmp_path / "examples" / "case0_ifgsm@0.3_adversarial.nii.gz"
     assert nib.load(saved).affine == pytest.approx(np.diag([2.0, 2.0, 3.0, 1.0]))  # the input's affine
     calls = []
-    monkeypatch.setattr(AttackSpec, "build", lambda *a, **k: calls.append(a) or pytest.fail("attacked again"))
+    monkeypatch.setattr(Attack, "__call__", lambda *a, **k: calls.append(a) or pytest.fail("attacked again"))
     second = sweep().run()["examples"]
     assert not calls and len(first) == len(second) == 1
     for key in ("adversarial", "pred_adversarial", "pred_clean", "image"):
@@ -119,7 +151,7 @@ def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
     monkeypatch.undo()
     third = sweep().run()["examples"]
     np.testing.assert_allclose(third[0]["adversarial"], first[0]["adversarial"], atol=1e-6)
-    assert len(read_rows(tmp_path / "results.csv")) == 2 * 2 * 3
+    assert len(read_rows(tmp_path / "results.csv")) == 2 * 3 * 3  # cases x (clean, ifgsm, noise) x regions
 
 
 def test_examples_of_a_2d_rgb_model_are_saved_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +175,7 @@ def test_examples_of_a_2d_rgb_model_are_saved_and_read_back(tmp_path: Path, monk
     pred = nib.load(tmp_path / "out" / "examples" / "img0_fgsm@0.1_pred_adversarial.nii.gz")
     assert pred.shape == (24, 24) and pred.affine[:2, :2] == pytest.approx(np.diag([0.5, 0.25]))
     np.testing.assert_array_equal(np.asarray(pred.dataobj), first[0]["pred_adversarial"])
-    monkeypatch.setattr(AttackSpec, "build", lambda *a, **k: pytest.fail("attacked again"))
+    monkeypatch.setattr(Attack, "__call__", lambda *a, **k: pytest.fail("attacked again"))
     second = sweep().run()["examples"]
     assert second[0]["adversarial"].shape == (3, 24, 24)
     for key in ("adversarial", "pred_adversarial"):

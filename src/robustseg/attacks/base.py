@@ -14,7 +14,6 @@ random start begin with, so a caller may pass the one computed by an earlier att
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from torch import nn
 
 from robustseg.attacks.losses import get_loss
 from robustseg.attacks.scores import agreement_per_case, dice_per_case
-from robustseg.attacks.threat import ThreatModel, per_sample_norm
+from robustseg.attacks.threat import ThreatModel, per_sample_norm, psnr_db
 from robustseg.evaluation.selfchecks import check_gradients, check_logits
 from robustseg.labels import BRATS, LabelScheme
 
@@ -85,21 +84,6 @@ class InitialGradient:
 def _plain(t: torch.Tensor) -> torch.Tensor:
     """The tensor without a subclass such as MONAI's ``MetaTensor`` (no copy)."""
     return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
-
-
-def _psnr_db(clean: torch.Tensor, perturbation: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """PSNR per case over the masked voxels, peak = clean masked intensity range."""
-    m = mask.expand_as(clean).bool()
-    out = []
-    for c, d, k in zip(clean, perturbation, m, strict=True):
-        values, changes = c[k], d[k]
-        mse = float((changes.double() ** 2).mean()) if changes.numel() else 0.0
-        if mse == 0.0:
-            out.append(math.inf)
-            continue
-        peak = float(values.max() - values.min())
-        out.append(10 * math.log10(peak**2 / mse) if peak > 0 else -math.inf)
-    return torch.tensor(out, dtype=torch.float64)
 
 
 class Attack:
@@ -216,7 +200,7 @@ class Attack:
             perturbation=perturbation,
             linf=per_sample_norm(change, "linf"),
             l2=per_sample_norm(change, "l2"),
-            psnr_db=_psnr_db(x, change, self.threat.mask_for(x)),
+            psnr_db=psnr_db(x, change, self.threat.mask_for(x)),
             loss_history=history.detach(),
             targeted=tgt is not None,
             logits=self._final_logits,

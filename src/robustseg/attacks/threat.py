@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NORMS", "ThreatModel", "per_sample_norm"]
+__all__ = ["NORMS", "ThreatModel", "per_sample_norm", "psnr_db"]
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 """The norms a :class:`ThreatModel` can bound."""
 
 MASK_POLICIES: tuple[str, ...] = ("nonzero", "none")
+
+NOISES: tuple[str, ...] = ("uniform", "gaussian")
+"""Distributions of :meth:`ThreatModel.noise`."""
 
 _TINY = 1e-12
 
@@ -39,6 +42,25 @@ def per_sample_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "l2":
         return flat.norm(p=2, dim=1)
     raise ValueError(f"norm must be one of {list(NORMS)} but is {norm!r}.")
+
+
+def psnr_db(clean: torch.Tensor, perturbation: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR ``(N,)`` in dB of ``clean + perturbation`` against ``clean`` over the masked voxels.
+
+    The peak is the clean masked intensity range (max - min over channels and masked voxels); ``inf`` when nothing
+    changed.
+    """
+    m = mask.expand_as(clean).bool()
+    out = []
+    for c, d, k in zip(clean, perturbation, m, strict=True):
+        values, changes = c[k], d[k]
+        mse = float((changes.double() ** 2).mean()) if changes.numel() else 0.0
+        if mse == 0.0:
+            out.append(math.inf)
+            continue
+        peak = float(values.max() - values.min())
+        out.append(10 * math.log10(peak**2 / mse) if peak > 0 else -math.inf)
+    return torch.tensor(out, dtype=torch.float64)
 
 
 def _per_batch(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -191,6 +213,29 @@ class ThreatModel:
         radius = self.eps * u ** (1.0 / d)
         direction = g / _per_batch(per_sample_norm(g, "l2").clamp_min(_TINY), g)
         return self.project(direction * _per_batch(radius, g), x)
+
+    def noise(self, x: torch.Tensor, generator: torch.Generator, distribution: str | None = None) -> torch.Tensor:
+        """Random noise of exactly this norm and budget on the masked voxels, then clipped: the baseline of an attack.
+
+        The draw is ``uniform`` in [-1, 1] (default for L-inf) or ``gaussian`` (default for L2) per masked entry,
+        scaled per case so that its norm is exactly ``eps``; clipping to the bounds can only shrink it. An attack
+        that lowers Dice no more than this noise is not using its gradient.
+
+        Args:
+            x: clean input ``(N, C, *spatial)``.
+            generator: the source of randomness (drawn on its own device, then moved to ``x``'s).
+            distribution: ``uniform`` or ``gaussian``; ``None`` for the norm's default.
+        """
+        distribution = distribution or ("uniform" if self.norm == "linf" else "gaussian")
+        if distribution not in NOISES:
+            raise ValueError(f"noise distribution must be one of {list(NOISES)} but is {distribution!r}.")
+        if distribution == "uniform":
+            draw = 2 * torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype) - 1
+        else:
+            draw = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
+        draw = draw.to(x.device) * self.mask_for(x)
+        size = per_sample_norm(draw, self.norm).clamp_min(_TINY)
+        return self.project(draw * _per_batch(self.eps / size, draw), x)
 
     def step(self, grad: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Steepest-ascent direction of unit size for the norm: ``sign(grad)`` (L-inf) or ``grad / ||grad||_2`` (L2).

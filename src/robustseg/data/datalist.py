@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLITS", "load_datalist", "split_cases", "write_datalist"]
+__all__ = ["SPLITS", "empty_policy_of", "load_datalist", "split_cases", "write_datalist"]
 
 SPLITS: tuple[str, ...] = ("training", "validation", "testing")
 
@@ -120,3 +120,23 @@ def load_datalist(path: str | Path, split: str, base_dir: str | Path | None = No
             item["label"] = absolute(item["label"])
         out.append(item)
     return out
+
+
+ERA_POLICY: dict[str, str] = {"brats2021": "brats", "decathlon": "brats", "brats2023": "brats2023"}
+"""The empty-region policy of each layout's challenge era (:mod:`robustseg.evaluation.dice`)."""
+
+
+def empty_policy_of(path: str | Path, default: str = "brats") -> str:
+    """The empty-region policy of a datalist's cases: the official evaluation of their layout's challenge era.
+
+    BraTS 2023+ layouts follow the BraTS 2023 package (``brats2023``), BraTS 2018-2022 and Decathlon layouts the
+    earlier convention (``brats``); a datalist without layouts, or with several eras, gets ``default``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default  # a missing or broken datalist is reported by load_datalist, where it is read for cases
+    layouts = {e.get("layout") for split in SPLITS for e in data.get(split, []) if isinstance(e, dict)}
+    policies = {ERA_POLICY.get(str(layout), default) for layout in layouts}
+    return policies.pop() if len(policies) == 1 else default

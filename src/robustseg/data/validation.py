@@ -1,6 +1,7 @@
 """Check BraTS cases before any compute is spent on them.
 
-Every datalist record (see :mod:`robustseg.data.datalist`) is checked one case at a time:
+Every datalist record (see :mod:`robustseg.data.datalist`) is checked one case at a time. A record with a BraTS
+``layout`` (robustseg's datalists) is checked against its layout:
 
 * every modality file and the segmentation are present;
 * every file is a readable NIfTI image (corrupt or truncated gzip and non-NIfTI files are caught);
@@ -9,7 +10,9 @@ Every datalist record (see :mod:`robustseg.data.datalist`) is checked one case a
 * intensities are finite (no NaN or Inf);
 * segmentation values lie in the layout's raw label set (:attr:`BraTSLayout.raw_labels`).
 
-Each failure is a :class:`CaseValidationError` naming the case, the file and the fix.
+A record without one (a model zoo datalist, a user's own) gets the checks that need no layout: every image and
+label file is present and readable, NIfTI files of a case share one spatial shape and one affine, and image
+intensities are finite. Each failure is a :class:`CaseValidationError` naming the case, the file and the fix.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robustseg.data.layouts import MODALITIES, BraTSLayout, get_layout
+from robustseg.data.naming import case_id_of
 
-__all__ = ["CaseValidationError", "validate_case", "validate_cases", "validate_datalist"]
+__all__ = ["CaseValidationError", "validate_case", "validate_cases", "validate_datalist", "validate_entries"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +97,11 @@ def validate_case(
         One :class:`CaseValidationError` per problem, in file order (images in canonical order, then the label).
     """
     root = Path(root)
-    case_id = str(record.get("case_id", "<no case_id>"))
+    case_id = case_id_of(record) or "<no case_id>"
     if layout is None:
         layout = record.get("layout")
         if layout is None:
-            return [CaseValidationError(case_id, root, "the record has no 'layout'; rebuild the datalist")]
+            return _validate_files(record, root, case_id, atol)
     try:
         lay = layout if isinstance(layout, BraTSLayout) else get_layout(layout)
     except ValueError as e:
@@ -175,6 +179,61 @@ def validate_case(
                 )
         del data, img
     return problems
+
+
+def _validate_files(record: dict[str, Any], root: Path, case_id: str, atol: float) -> list[CaseValidationError]:
+    """The checks of a record without a layout: files present and readable, one grid, finite intensities."""
+    image = record.get("image")
+    paths = list(image) if isinstance(image, list | tuple) else [image] if image is not None else []
+    if not paths or not all(isinstance(p, str | Path) for p in paths):
+        return [CaseValidationError(case_id, root, f"the record needs 'image' file path(s) but has {image!r}")]
+    files = [("image", p) for p in paths] + (
+        [("label", record["label"])] if isinstance(record.get("label"), str) else []
+    )
+    problems: list[CaseValidationError] = []
+    ref: tuple[Path, tuple[int, ...], np.ndarray] | None = None
+    for what, rel in files:
+        path = Path(rel) if Path(rel).is_absolute() else root / rel
+        if not path.is_file():
+            problems.append(CaseValidationError(case_id, path, f"the {what} is missing; add it {_SKIP_HINT}"))
+            continue
+        if not str(path).endswith((".nii", ".nii.gz")):
+            continue  # other formats are read by MONAI's LoadImage; nothing more to check here
+        read = _read(path)
+        if isinstance(read, str):
+            problems.append(CaseValidationError(case_id, path, f"the {what} {read} {_SKIP_HINT}"))
+            continue
+        img, data = read
+        shape, affine = tuple(int(v) for v in data.shape[:3]), np.asarray(img.affine, dtype=np.float64)
+        if ref is None:
+            ref = (path, shape, affine)
+        elif shape != ref[1]:
+            reason = f"spatial shape {shape} differs from {ref[1]} of {ref[0].name}; resample it onto that grid"
+            problems.append(CaseValidationError(case_id, path, reason))
+        elif not np.allclose(affine, ref[2], rtol=0.0, atol=atol):
+            reason = (
+                f"affine differs from that of {ref[0].name} by up to {_max_abs_diff(affine, ref[2]):.4g} "
+                f"(tolerance {atol:g}); resample it onto that grid"
+            )
+            problems.append(CaseValidationError(case_id, path, reason))
+        if what == "image" and not np.issubdtype(data.dtype, np.integer):
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            if bad:
+                reason = f"the image has {bad} non-finite (NaN/Inf) intensities; replace them (e.g. with 0)"
+                problems.append(CaseValidationError(case_id, path, reason))
+        del data, img
+    return problems
+
+
+def validate_entries(entries: Sequence[dict[str, Any]], root: str | Path = "/", atol: float = 1e-3) -> int:
+    """Validate the case dicts a workflow is about to load (any datalist format); returns the number checked.
+
+    The audit and certification overlays call this on the bundle's ``test_data`` in their ``initialize`` section.
+    """
+    if not entries:
+        raise ValueError("there are no cases to check: the bundle's test_data is empty.")
+    validate_cases(list(entries), root, atol=atol)
+    return len(entries)
 
 
 def validate_cases(

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance
-from monai.metrics.utils import prepare_spacing
+from monai.metrics import CumulativeIterationMetric, compute_hausdorff_distance
+from monai.metrics.utils import do_metric_reduction, prepare_spacing
 
 from robustseg.evaluation.dice import EMPTY_POLICIES, EmptyPolicy, get_policy, region_dice
 from robustseg.labels import BRATS, LabelScheme
@@ -33,6 +33,7 @@ __all__ = [
     "BRATS_EMPTY_HD95",
     "EMPTY_POLICIES",
     "EMPTY_POLICY_TEXT",
+    "RegionDiceMetric",
     "case_metrics",
     "describe_empty_policy",
     "long_rows",
@@ -162,6 +163,33 @@ def case_metrics(
         empty_policy=empty_policy,
         empty_hd95=empty_hd95,
     )
+
+
+class RegionDiceMetric(CumulativeIterationMetric):
+    """MONAI's cumulative metric interface over :func:`~robustseg.evaluation.dice.region_dice`, with a stated policy.
+
+    ``y_pred`` and ``y`` are region masks ``(B, R, *spatial)`` (e.g. after
+    :class:`~robustseg.evaluation.regions.ClassMapToRegionsd`); each call buffers the per-case, per-region Dice, and
+    :meth:`aggregate` returns their mean over cases and regions, NaN (the ``ignore`` policy's empty truths) left out.
+    The Ignite handler :class:`robustseg.handlers.RegionDice` wraps it for training validation and evaluation, so
+    they score empty regions like the audit.
+    """
+
+    def __init__(self, empty_policy: str | EmptyPolicy = "brats") -> None:
+        super().__init__()
+        self.policy = get_policy(empty_policy)
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if y is None:
+            raise ValueError("RegionDiceMetric needs the ground truth y.")
+        return region_dice(y_pred.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor), policy=self.policy).float()
+
+    def aggregate(self) -> torch.Tensor:
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"the buffer of RegionDiceMetric must be a tensor but is {type(data).__name__}.")
+        value, _ = do_metric_reduction(data, "mean")
+        return value
 
 
 def _hd95(pred: torch.Tensor, label: torch.Tensor, spacing: Any, rule: EmptyPolicy, miss_hd95: float) -> float:

@@ -32,13 +32,16 @@ class ResultsStore:
         path: the CSV file; created with a header when missing.
         columns: every column, in order.
         key: the columns that identify a row; a row whose key is already stored is not written again.
+        also: other files of the same columns (another rank's rows) whose keys count as stored, read-only.
 
     Raises:
         ValueError: an existing file whose header differs from ``columns`` (results of another sweep definition):
             the message names the file and says to choose another output folder or remove it.
     """
 
-    def __init__(self, path: str | Path, columns: Sequence[str], key: Sequence[str]) -> None:
+    def __init__(
+        self, path: str | Path, columns: Sequence[str], key: Sequence[str], also: Sequence[str | Path] = ()
+    ) -> None:
         self.path = Path(path)
         self.columns = list(columns)
         self.key = list(key)
@@ -48,28 +51,30 @@ class ResultsStore:
         self._done: set[tuple[str, ...]] = set()
         self._rows: list[dict[str, str]] = []
         if self.path.is_file() and self.path.stat().st_size > 0:
-            self._load()
+            self._rows = self._load(self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.columns)
+        self._done = {tuple(row[k] for k in self.key) for row in self._rows}
+        for other in also:
+            self._done.update(tuple(row[k] for k in self.key) for row in self._load(Path(other), repair=False))
 
-    def _load(self) -> None:
-        raw = self.path.read_text()
+    def _load(self, path: Path, repair: bool = True) -> list[dict[str, str]]:
+        raw = path.read_text()
         lines = raw.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
         if header != self.columns:
             raise ValueError(
-                f"results file {self.path} has columns {header}, not {self.columns}: it belongs to another sweep. "
+                f"results file {path} has columns {header}, not {self.columns}: it belongs to another sweep. "
                 "Choose another output folder, or remove the file to start afresh."
             )
-        if lines and not lines[-1].endswith("\n"):  # killed mid-write: drop the torn line and rewrite the file
-            warnings.warn(f"dropping a partly written last row of {self.path} (the run was interrupted).", stacklevel=2)
+        if lines and not lines[-1].endswith("\n"):  # killed mid-write: drop the torn line (and rewrite our file)
+            warnings.warn(f"dropping a partly written last row of {path} (the run was interrupted).", stacklevel=3)
             lines = lines[:-1]
-            self.path.write_text("".join(lines))
-        for row in csv.DictReader(lines):
-            self._rows.append(row)
-            self._done.add(tuple(row[k] for k in self.key))
+            if repair:
+                path.write_text("".join(lines))
+        return list(csv.DictReader(lines))
 
     def _key_of(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(_text(row[k]) for k in self.key)

@@ -1,4 +1,4 @@
-"""Output transforms that let MONAI's metric handlers score one region of a region-mask output."""
+"""Metric handlers and output transforms for Ignite engines: Dice per region under the stated empty policy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,36 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from monai.handlers import IgniteMetricHandler
 
-__all__ = ["loss_from_output", "select_region"]
+from robustseg.evaluation.metrics import RegionDiceMetric
+
+__all__ = ["RegionDice", "loss_from_output", "select_region"]
+
+
+class RegionDice(IgniteMetricHandler):
+    """Mean Dice of region masks under an empty-region policy: ``MeanDice`` with robustseg's one Dice.
+
+    MONAI's ``MeanDice`` scores an empty ground truth as NaN (left out of the mean, so a false positive there costs
+    nothing); this handler scores as the audit does (:mod:`robustseg.evaluation.dice`), and saves the per-case values
+    for ``MetricsSaver`` like ``MeanDice``.
+
+    Args:
+        empty_policy: ``brats``, ``brats2023`` or ``ignore``.
+        output_transform: ``(y_pred, y)`` from the engine's output, e.g. ``from_engine(["pred", "label"])`` or
+            :func:`select_region`.
+        save_details: keep per-case values in ``engine.state.metric_details``.
+    """
+
+    def __init__(
+        self,
+        empty_policy: str = "brats",
+        output_transform: Callable[[Any], Any] = lambda x: x,
+        save_details: bool = True,
+    ) -> None:
+        super().__init__(
+            metric_fn=RegionDiceMetric(empty_policy), output_transform=output_transform, save_details=save_details
+        )
 
 
 def select_region(index: int, keys: Sequence[str] = ("pred", "label")) -> Callable[[Any], tuple[list, ...]]:

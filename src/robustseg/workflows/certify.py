@@ -4,18 +4,20 @@ A bundle config builds :class:`CertificationRun` from the bundle contract (``net
 ``validate#preprocessing``, ``label_scheme``) and the overlay ``configs/certify.json``; ``run()`` then
 
 1. checks every setting before any compute (sigma > 0, tau in (0.5, 1), n0 and n >= 1, alpha in (0, 1), the
-   checkpoint, the denoiser's presence for the ``denoised`` mode);
-2. for each case: the base model's Dice on the clean input, then per mode (``plain``, ``denoised``) and sigma one
-   SegCertify pass whose samples serve every tau; per tau the certified class map is saved as NIfTI (abstained voxels
-   255) and one row per region is appended to ``results.csv`` (a killed run resumes where it stopped);
-3. compares denoised with plain smoothing per (sigma, tau) and region (paired Wilcoxon, Holm over the family);
+   checkpoint, the denoiser's presence for the ``denoised`` mode) and the output folder's fingerprint (results of
+   other settings stop the run with the differences named; ``fresh=True`` starts over);
+2. gives this rank its cases (all in one process, MONAI's uneven shares under ``torchrun``); for each case: the base
+   model's Dice on the clean input, then per mode (``plain``, ``denoised``) and sigma one SegCertify pass whose
+   samples serve every tau; per tau the certified class map is saved as NIfTI (abstained voxels 255) and one row per
+   region is appended to the results (a killed run resumes where it stopped);
+3. on rank 0: merges the ranks' rows and compares denoised with plain smoothing per (sigma, tau) and region (paired
+   Wilcoxon, Holm over the family);
 4. writes the report and records everything in one MLflow run.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,27 @@ from typing import Any
 import numpy as np
 import torch
 
+import robustseg
 from robustseg.certification import ABSTAIN, SegmentationSmoother, certified_metrics, certified_radius, check_sigma
 from robustseg.certification.statistics import CORRECTIONS, check_alpha, check_count, check_tau, votes_needed
-from robustseg.checkpoints import load_checkpoint
+from robustseg.checkpoints import load_checkpoint, unwrap
+from robustseg.conditions.base import derive_seed
+from robustseg.data.naming import case_ids
 from robustseg.data.nifti import input_affine, save_class_map
-from robustseg.evaluation.metrics import case_metrics
+from robustseg.evaluation.dice import get_policy
+from robustseg.evaluation.metrics import region_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import recorded_run
+from robustseg.workflows import distributed
+from robustseg.workflows.fingerprint import (
+    claim_output_dir,
+    file_sha256,
+    inferer_signature,
+    network_signature,
+    state_sha256,
+)
 
 __all__ = ["MODES", "CertificationRun", "run_certification"]
 
@@ -58,6 +72,8 @@ COLUMNS = [
 KEY = ["case_id", "mode", "sigma", "tau", "region"]
 MAP_ABSTAIN = 255
 """Value of abstained voxels in the saved certified maps (class indices elsewhere)."""
+OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "maps", "report")
+"""What a certification run writes into its folder (``fresh`` removes these and nothing else)."""
 
 
 def condition_label(mode: str, sigma: float, tau: float) -> str:
@@ -84,8 +100,10 @@ class CertificationRun:
         modes: any of :data:`MODES`; default ``plain``, and ``denoised`` too when a denoiser is given.
         mask: ``nonzero`` (accuracy and abstain rate over the brain, the non-zero voxels of the input) or ``none``.
         head, scheme, device, seed: as in the attack sweep; the noise seed of a case is derived from ``seed`` and the
-            case id, so a resumed run draws the same noise.
+            case id, so a resumed run draws the same noise, whatever the order of cases or their split over ranks.
         max_cases: certify at most this many cases (``None``: all).
+        empty_policy: how empty regions are scored (:mod:`robustseg.evaluation.dice`), for base and certified Dice.
+        fresh: discard what an earlier run left in ``output_dir`` (results, fingerprint, maps, report).
         trained_sigma: the Gaussian noise the model was trained with (0 or ``None``: none). A sigma that differs is
             certified all the same, with a warning in the log and the report: smoothing is meaningful only for a base
             model trained at the same sigma.
@@ -114,6 +132,8 @@ class CertificationRun:
         seed: int = 0,
         max_cases: int | None = None,
         trained_sigma: float | None = None,
+        empty_policy: str = "brats",
+        fresh: bool = False,
     ) -> None:
         if not sigmas:
             raise ValueError("sigmas is empty; give at least one noise level > 0.")
@@ -134,7 +154,7 @@ class CertificationRun:
             raise ValueError("mode 'denoised' needs a denoiser; train one with configs/denoiser.json and set it.")
         if mask not in ("nonzero", "none"):
             raise ValueError(f"mask must be 'nonzero' or 'none' but is {mask!r}.")
-        self.network = network
+        self.network = unwrap(network)
         self.checkpoint = Path(checkpoint)
         self.inferer = inferer
         self.dataset = dataset
@@ -147,6 +167,10 @@ class CertificationRun:
         self.device = torch.device(device)
         self.seed = int(seed)
         self.max_cases = max_cases
+        self.policy = get_policy(empty_policy)
+        self.fresh = bool(fresh)
+        self._ids: list[str] | None = None
+        scheme.check_head(head)
         self.trained_sigma = float(trained_sigma) if trained_sigma else None
         self.warnings = [
             f"sigma {s:g} differs from the noise the model was trained with "
@@ -176,6 +200,8 @@ class CertificationRun:
             "checkpoint": str(self.checkpoint),
             "cases": self._num_cases(),
             "seed": self.seed,
+            "empty_policy": self.policy.name,
+            "robustseg": robustseg.__version__,
             "trained_sigma": self.trained_sigma if self.trained_sigma is not None else "none",
             **({"warnings": self.warnings} if self.warnings else {}),
         }
@@ -183,10 +209,37 @@ class CertificationRun:
     def _num_cases(self) -> int:
         return len(self.dataset) if self.max_cases is None else min(len(self.dataset), int(self.max_cases))
 
+    def case_ids(self) -> list[str]:
+        """The ids of the cases certified, from the raw datalist entries (before any transform)."""
+        if self._ids is None:
+            self._ids = case_ids(getattr(self.dataset, "data", self.dataset))[: self._num_cases()]
+        return self._ids
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that decides the rows (see :mod:`robustseg.workflows.fingerprint`); not the batch size."""
+        skip = ("batch_size", "checkpoint", "cases", "robustseg")
+        settings = {k: v for k, v in self.settings().items() if k not in skip}
+        denoiser = None
+        if self.denoiser is not None and "denoised" in self.modes:
+            module = self.denoiser if isinstance(self.denoiser, torch.nn.Module) else None
+            denoiser = {"weights_sha256": state_sha256(module)} if module is not None else {"repr": repr(self.denoiser)}
+            mapping = getattr(self.denoiser, "mapping", None)
+            if mapping is not None and hasattr(mapping, "to_dict"):
+                denoiser["mapping"] = mapping.to_dict()
+        return {
+            "settings": settings,
+            "checkpoint_sha256": file_sha256(self.checkpoint),
+            "network": network_signature(self.network),
+            "inferer": inferer_signature(self.inferer),
+            "denoiser": denoiser,
+            "case_ids": self.case_ids(),
+        }
+
     def load(self) -> None:
         load_checkpoint(self.checkpoint, self.network, self.device)
         if self._num_cases() == 0:
-            raise ValueError("the certification run has no cases; check the datalist's testing split.")
+            raise ValueError("the certification run has no cases; check the bundle's test_data.")
+        claim_output_dir(self.output_dir, self.fingerprint(), OUTPUTS, self.fresh)
 
     def smoother(self, sigma: float, mode: str) -> SegmentationSmoother:
         return SegmentationSmoother(
@@ -202,61 +255,71 @@ class CertificationRun:
 
     def case_seed(self, case_id: str, sigma: float) -> int:
         """The noise seed of a case: fixed by ``seed``, the case id and sigma (plain and denoised share the noise)."""
-        return (self.seed * 1_000_003 + zlib.crc32(f"{case_id}|{sigma:g}".encode())) % (2**63)
+        return derive_seed(self.seed, f"{case_id}|{sigma:g}")
 
     def map_path(self, case_id: str, mode: str, sigma: float, tau: float) -> Path:
         return self.output_dir / "maps" / f"{case_id}_{mode}_sigma{sigma:g}_tau{tau:g}_certified.nii.gz"
 
     # ------------------------------------------------------------------ the run
 
-    def run(self) -> dict[str, Any]:
-        """Run (or resume) the certification; returns the rows, the statistics and the examples."""
+    def run(self) -> dict[str, Any] | None:
+        """Run (or resume) the certification; on rank 0 returns the rows, the statistics and the examples."""
         self.load()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        store = ResultsStore(self.output_dir / "results.csv", COLUMNS, KEY)
+        store = distributed.open_store(self.output_dir, COLUMNS, KEY)
+        ids = self.case_ids()
         first_region = self.scheme.region_names[0]
         from tqdm import tqdm
 
-        for index in tqdm(range(self._num_cases()), desc="certification", unit="case"):
+        for index in tqdm(
+            distributed.shard(len(ids)), desc="certification", unit="case", disable=not distributed.is_rank0()
+        ):
+            case_id = ids[index]
+            todo = [
+                (mode, sigma)
+                for mode in self.modes
+                for sigma in self.sigmas
+                if not all(
+                    store.has({"case_id": case_id, "mode": mode, "sigma": sigma, "tau": t, "region": first_region})
+                    for t in self.taus
+                )
+            ]
+            if not todo:
+                continue
             item = self.dataset[index]
-            case_id = str(item.get("case_id", index))
             x = torch.as_tensor(item["image"])[None].to(self.device)
-            y = torch.as_tensor(item["label"])[None].to(self.device)
-            base: dict[str, float] | None = None
+            y = self.scheme.label_class_map(torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}")
+            base = self._base_dice(x, y)
             brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
-            for mode in self.modes:
-                for sigma in self.sigmas:
-                    keys = [
-                        {"case_id": case_id, "mode": mode, "sigma": sigma, "tau": t, "region": first_region}
-                        for t in self.taus
-                    ]
-                    if all(store.has(k) for k in keys):
-                        continue
-                    if base is None:
-                        base = self._base_dice(x, y)
-                    certificates = self.smoother(sigma, mode).certify(
-                        x,
-                        n0=self.n0,
-                        n=self.n,
-                        alpha=self.alpha,
-                        tau=list(self.taus),
-                        correction=self.correction,
-                        seed=self.case_seed(case_id, sigma),
-                    )
-                    for cert in certificates:
-                        self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
-                        metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain)
-                        store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
-                        if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
-                            self._remember_example(case_id, mode, sigma, cert.tau, x, y, cert.classes)
-        return self.finish(store)
+            for mode, sigma in todo:
+                certificates = self.smoother(sigma, mode).certify(
+                    x,
+                    n0=self.n0,
+                    n=self.n,
+                    alpha=self.alpha,
+                    tau=list(self.taus),
+                    correction=self.correction,
+                    seed=self.case_seed(case_id, sigma),
+                )
+                for cert in certificates:
+                    self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
+                    metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain, empty_policy=self.policy)
+                    store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
+                    if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
+                        self._remember_example(case_id, mode, sigma, cert.tau, x, y, cert.classes)
+        distributed.barrier()
+        if not distributed.is_rank0():
+            return None
+        return self.finish(distributed.merge(self.output_dir, COLUMNS, KEY))
 
     def _base_dice(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         with torch.no_grad():
             logits = self.inferer(x, self.network)
-        pred = self.scheme.class_map_from_logits(torch.as_tensor(logits), head=self.head)
-        metrics = case_metrics(pred, y, scheme=self.scheme)[0]
-        return {r: metrics[f"{r}_dice"] for r in self.scheme.region_names}
+        pred = self.scheme.regions_from_logits(torch.as_tensor(logits), head=self.head)
+        label = self.scheme.to_regions(y)
+        names = self.scheme.region_names
+        metrics = region_metrics(pred, label, names, valid=self.scheme.valid_mask(y), empty_policy=self.policy)[0]
+        return {r: metrics[f"{r}_dice"] for r in names}
 
     def _rows(
         self, case_id: str, mode: str, sigma: float, tau: float, metrics: Mapping[str, float], base: Mapping[str, float]
@@ -303,7 +366,8 @@ class CertificationRun:
     # ------------------------------------------------------------------ statistics
 
     def finish(self, store: ResultsStore) -> dict[str, Any]:
-        rows = typed_rows(store.rows())
+        ids = set(self.case_ids())
+        rows = [r for r in typed_rows(store.rows()) if r["case_id"] in ids]
         return {"rows": rows, "statistics": compare_modes(rows), "examples": self.examples}
 
 
@@ -354,10 +418,13 @@ def run_certification(
     experiment_name: str = "robustseg",
     tracking_uri: str | None = None,
     run_name: str = "certify",
-) -> Path:
+) -> Path | None:
     """Run ``run`` inside one MLflow run, write its report, print the summary; returns the report path."""
     from robustseg.evaluation.certify_report import summary_table, write_certification_report
 
+    if not distributed.is_rank0():
+        run.run()
+        return None
     with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as mlflow_run:
         voxels = int(np.prod(run.dataset[0]["image"].shape[1:])) if len(run.dataset) else 1  # run() says if empty
         needed = {f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus}  # Bonferroni threshold
@@ -371,14 +438,15 @@ def run_certification(
                     run.n,
                     run.alpha,
                 )
+        mlflow_run.log_params({**run.settings(), "votes_needed": needed})
         outcome = run.run()
+        assert outcome is not None  # rank 0 always returns the outcome
         settings = {**run.settings(), "votes_needed": needed}
         report = write_certification_report(
             run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings
         )
         print(summary_table(outcome["rows"]))
         print(f"certification report: {report}")
-        mlflow_run.log_params(settings)
         means: dict[str, list[float]] = {}
         for r in outcome["rows"]:
             tag = f"{r['mode']}_sigma{r['sigma']:g}_tau{r['tau']:g}"

@@ -1,0 +1,69 @@
+"""Cases sharded over the ranks of ``torchrun``, and the merge of the ranks' results on rank 0.
+
+Evaluation workflows (the audit sweep, the certification run) give each rank the cases of MONAI's
+``DistributedSampler(even_divisible=False, shuffle=False)``: unequal shares, no case twice (torch's own sampler pads
+by repeating cases, which would bias every mean). Each rank appends its rows to its own results file; after a
+barrier, rank 0 merges them into the one results table and writes statistics, report and the MLflow run. Seeds are
+per case, so the results are those of a single process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from monai.data import DistributedSampler
+
+from robustseg.evaluation.results import ResultsStore
+
+__all__ = ["barrier", "is_rank0", "merge", "open_store", "rank_and_world", "shard"]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks (0, 1 without an initialised process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_rank0() -> bool:
+    return rank_and_world()[0] == 0
+
+
+def barrier() -> None:
+    """Wait for every rank; nothing without a process group."""
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def shard(num_cases: int) -> list[int]:
+    """Indices of the cases of this rank: all of them on one rank, MONAI's uneven shares otherwise."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return list(range(num_cases))
+    cases: Any = range(num_cases)  # any sized sequence serves as the sampler's dataset
+    sampler = DistributedSampler(cases, even_divisible=False, shuffle=False, num_replicas=world, rank=rank)
+    return [int(i) for i in sampler]
+
+
+def open_store(output_dir: Path, columns: Sequence[str], key: Sequence[str], name: str = "results") -> ResultsStore:
+    """This rank's results store; rows any rank stored earlier (in any layout of ranks) count as done.
+
+    One rank writes ``<name>.csv``; rank ``r`` of several writes ``<name>.rank<r>.csv``, merged by :func:`merge`.
+    """
+    rank, world = rank_and_world()
+    main = output_dir / f"{name}.csv"
+    path = main if world == 1 else output_dir / f"{name}.rank{rank}.csv"
+    others = [p for p in [main, *sorted(output_dir.glob(f"{name}.rank*.csv"))] if p != path and p.is_file()]
+    return ResultsStore(path, columns, key, also=others)
+
+
+def merge(output_dir: Path, columns: Sequence[str], key: Sequence[str], name: str = "results") -> ResultsStore:
+    """On rank 0 after a barrier: every rank's rows in ``<name>.csv``, the rank files removed; returns that store."""
+    store = ResultsStore(output_dir / f"{name}.csv", columns, key)
+    for part in sorted(output_dir.glob(f"{name}.rank*.csv")):
+        store.append(ResultsStore(part, columns, key).rows())
+        part.unlink()
+    return store
