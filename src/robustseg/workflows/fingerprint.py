@@ -117,9 +117,22 @@ def differences(stored: Mapping[str, Any], current: Mapping[str, Any], prefix: s
                     f"case_ids: {len(a)} stored, {len(b)} now, {len(gone)} only stored ({_short(gone, 60)}), "
                     f"{len(new)} only now ({_short(new, 60)})"
                 )
+        elif _labelled(a) and _labelled(b):  # conditions: compare by label
+            old, now = {c["label"]: c for c in a}, {c["label"]: c for c in b}
+            gone, new = [k for k in old if k not in now], [k for k in now if k not in old]
+            if gone:
+                out.append(f"{name}: only stored: {', '.join(gone)}")
+            if new:
+                out.append(f"{name}: only now: {', '.join(new)}")
+            for label in (k for k in old if k in now):
+                out += differences(old[label], now[label], prefix=f"{name}[{label}].")
         elif json.dumps(a, default=str, sort_keys=True) != json.dumps(b, default=str, sort_keys=True):
             out.append(f"{name}: {_short(a)} stored, {_short(b)} now")
     return out
+
+
+def _labelled(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, Mapping) and "label" in v for v in value)
 
 
 def clear_outputs(output_dir: Path, names: Iterable[str]) -> list[Path]:
