@@ -75,7 +75,7 @@ def test_a_model_zoo_brats_bundle_with_a_sigmoid_head_is_audited_as_downloaded(b
 
 
 def test_a_softmax_ct_bundle_with_anisotropic_voxels_is_audited_as_downloaded(ct_zoo, tmp_path: Path) -> None:
-    bundle, data, metrics = ct_zoo
+    bundle, _, metrics = ct_zoo
     out = tmp_path / "audit"
     args = ["audit", str(bundle), "--output_dir", str(out), "--attack", "fgsm", "--eps", "0.05"]
     assert main([*args, "--set", "attack_mask=none", "--set", "attack_unit=[0,1] intensity"]) == 0

@@ -137,7 +137,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
             "in_channels": 4,
             "out_channels": 3,
             "dropout_prob": 0.0,
-        },  # fmt: skip
+        },
         "network": "$@network_def.to(@device)",
         "loss": {
             "_target_": "DiceLoss",
@@ -146,7 +146,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
             "squared_pred": False,  # MONAI >= 1.5 rejects bool labels with squared_pred
             "to_onehot_y": False,
             "sigmoid": True,
-        },  # fmt: skip
+        },
         "optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": "@learning_rate"},
         "train": {
             "preprocessing_transforms": [
@@ -161,7 +161,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
                     "roi_size": [32, 32, 32],
                     "random_size": False,
                 },
-            ],  # fmt: skip
+            ],
             "preprocessing": {
                 "_target_": "Compose",
                 "transforms": "$@train#preprocessing_transforms + @train#random_transforms",
@@ -186,7 +186,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
                         "interval": "@epochs",
                     },
                 ],
-            },  # fmt: skip
+            },
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "$@train#preprocessing_transforms"},
@@ -197,7 +197,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
                 "roi_size": [64, 64, 48],
                 "sw_batch_size": 1,
                 "overlap": 0.5,
-            },  # fmt: skip
+            },
             "postprocessing": {
                 "_target_": "Compose",
                 "transforms": [
@@ -219,7 +219,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
                     "save_key_metric": True,
                     "key_metric_filename": "model.pt",
                 },
-            ],  # fmt: skip
+            ],
             "evaluator": _evaluator(dice, "val_mean_dice"),
         },
         "initialize": ["$monai.utils.set_determinism(seed=123)"],
@@ -277,7 +277,12 @@ def ct_zoo_bundle(dest: Path, num_cases: int = 7) -> tuple[Path, Path]:
         LOAD,
         {"_target_": "EnsureChannelFirstd", "keys": ["image", "label"]},
         {"_target_": "Orientationd", "keys": ["image", "label"], "axcodes": "RAS"},
-        {"_target_": "Spacingd", "keys": ["image", "label"], "pixdim": [1.5, 1.5, 2.0], "mode": ["bilinear", "nearest"]},
+        {
+            "_target_": "Spacingd",
+            "keys": ["image", "label"],
+            "pixdim": [1.5, 1.5, 2.0],
+            "mode": ["bilinear", "nearest"],
+        },
         {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0, "b_max": 1,
          "clip": True},
         {"_target_": "EnsureTyped", "keys": ["image", "label"]},
