@@ -114,11 +114,12 @@ def _audit(args: argparse.Namespace) -> int:
         config_files=args.config_file,
         settings=dict(args.set),
     )
-    print(plan.describe())
-    print(f"overlays and commands: {plan.output_dir} (bundle_overlay.json, audit_settings.json, audit_command.sh)")
-    print("equivalent bundle runs:")
-    for command in plan.commands:
-        print(f"  {command}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(plan.describe())
+        print(f"overlays and commands: {plan.output_dir} (bundle_overlay.json, audit_settings.json, audit_command.sh)")
+        print("equivalent bundle runs:")
+        for command in plan.commands:
+            print(f"  {command}")
     if not args.dry_run:
         run_audit(plan)
     return 0

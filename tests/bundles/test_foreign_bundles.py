@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -147,3 +150,28 @@ def test_our_bundle_audited_and_evaluated_agree_case_by_case_even_without_enhanc
     assert not np.isnan(evaluated[first][0])  # ET empty in the truth: scored (0 or 1), not left out as NaN
     page = (out / "attack" / "report" / "report.html").read_text()
     assert "BraTS 2023+" in page  # the phantoms are in the BraTS 2023 layout: that era's official convention
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is exercised on Linux")
+def test_the_audit_and_certification_sharded_over_two_gloo_processes_equal_one_process(ours, tmp_path) -> None:
+    bundle, data, tiny = ours
+    args = ["audit", str(bundle), "--dataset_dir", str(data), "--config_file", str(tiny), "--certify"]
+    args += ["--attack", "fgsm", "--attack", '{"name": "pgd", "steps": 2}', "--eps", "0.1", "0.3"]
+    args += ["--set", "certify_n0=4", "--set", "certify_n=12", "--set", "certify_alpha=0.01"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, "-m", "robustseg.cli", *args, "--output_dir", str(tmp_path / "one")]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
+    two = [*torchrun, "-m", "robustseg.cli", *args, "--output_dir", str(tmp_path / "two")]
+    for command in (one, two):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for workflow in ("attack", "certify"):
+        rows = {name: read_rows(tmp_path / name / workflow / "results.csv") for name in ("one", "two")}
+        key = sorted(rows["one"][0])
+        as_set = {name: sorted(tuple(r[k] for k in key) for r in table) for name, table in rows.items()}
+        assert as_set["one"] == as_set["two"], workflow  # identical rows, none duplicated
+        assert not list((tmp_path / "two" / workflow).glob("results.rank*.csv"))  # merged on rank 0
+        stats = {n: (tmp_path / n / workflow / "report" / "statistics.csv").read_text() for n in ("one", "two")}
+        assert stats["one"] == stats["two"]
+    cases = {r["case_id"] for r in read_rows(tmp_path / "two" / "attack" / "results.csv")}
+    assert len(cases) == 2  # both test cases, one on each rank

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -175,8 +176,8 @@ def plan_audit(
 
     out.mkdir(parents=True, exist_ok=True)
     overlay_path, settings_path = out / "bundle_overlay.json", out / "audit_settings.json"
-    overlay_path.write_text(json.dumps(overlay, indent=4) + "\n")
-    settings_path.write_text(json.dumps(chosen, indent=4) + "\n")
+    _write(overlay_path, json.dumps(overlay, indent=4) + "\n")
+    _write(settings_path, json.dumps(chosen, indent=4) + "\n")
     base = [str(adapter.base_config), *(str(p) for p in extras), str(overlay_path)]
     args: dict[str, Any] = {}
     for name, flag in (("metadata.json", "meta_file"), ("logging.conf", "logging_file")):
@@ -189,6 +190,13 @@ def plan_audit(
         "#!/usr/bin/env bash\n# robustseg audit, as plain bundle runs\n" + "\n".join(plan.commands) + "\n"
     )
     return plan
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically: under torchrun every rank writes the same file, and none may read a torn one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def run_audit(plan: AuditPlan) -> None:

@@ -9,16 +9,48 @@ per case, so the results are those of a single process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from monai.data import DistributedSampler
 
 from robustseg.evaluation.results import ResultsStore
 
-__all__ = ["barrier", "is_rank0", "merge", "open_store", "rank_and_world", "shard"]
+__all__ = ["barrier", "finish", "init_from_env", "is_rank0", "merge", "open_store", "rank_and_world", "shard"]
+
+_STARTED = False
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment); else nothing.
+
+    The evaluation overlays call this first in ``initialize``, so ``torchrun --nproc_per_node N -m monai.bundle run
+    ...`` shards their cases with no extra profile. The backend is ``nccl`` on GPUs, ``gloo`` on CPUs; on GPUs each
+    rank is put on the device ``LOCAL_RANK`` (set the bundle's ``device`` to ``cuda:LOCAL_RANK`` likewise).
+    Returns whether this call started the group.
+    """
+    global _STARTED
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    cuda = torch.cuda.is_available()
+    dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"))
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    _STARTED = True
+    return True
+
+
+def finish() -> None:
+    """Leave the process group :func:`init_from_env` started (after a last barrier); nothing otherwise."""
+    global _STARTED
+    if _STARTED and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    _STARTED = False
 
 
 def rank_and_world() -> tuple[int, int]:

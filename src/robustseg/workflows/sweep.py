@@ -281,12 +281,14 @@ class ConditionSweep:
         store = distributed.open_store(self.output_dir, COLUMNS, KEY)
         ids = self.case_ids()
         mine = distributed.shard(len(ids))
+        rank, world = distributed.rank_and_world()
         logger.info(
-            "sweep of %d cases x %d conditions + clean into %s (%d rows stored)",
+            "sweep of %d cases x %d conditions + clean into %s (%d rows stored)%s",
             len(ids),
             len(self.conditions),
             self.output_dir,
             len(store),
+            f"; rank {rank} of {world} scores {len(mine)} of them" if world > 1 else "",
         )
         from tqdm import tqdm
 
