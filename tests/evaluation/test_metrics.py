@@ -11,6 +11,7 @@ import torch
 from scipy.ndimage import binary_erosion
 from scipy.spatial.distance import cdist
 
+from robustseg.attacks import ThreatModel
 from robustseg.evaluation.metrics import (
     BRATS_EMPTY_HD95,
     EMPTY_POLICY_TEXT,
@@ -146,3 +147,68 @@ def test_rejects_wrong_shapes_and_policy() -> None:
     with pytest.raises(ValueError, match="empty_policy"):
         case_metrics(x, x, empty_policy="skip")
     assert BRATS.region_names == tuple(REGIONS)
+
+
+PERMUTED_ANISOTROPIC = np.array(
+    [[0.0, 0.0, 3.0, -20.0], [-0.9, 0.0, 0.0, 30.0], [0.0, 1.1, 0.0, -15.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+class FixedPrediction(torch.nn.Module):
+    """Logits of a fixed class map, whatever the input (an 'oracle' to score known masks through the sweep)."""
+
+    def __init__(self, classes: torch.Tensor, num_classes: int = 4) -> None:
+        super().__init__()
+        onehot = (
+            torch.nn.functional.one_hot(classes.as_subclass(torch.Tensor).long(), num_classes).movedim(-1, 0).float()
+        )
+        self.register_buffer("logits", 10 * onehot[None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], -1, *x.shape[2:]) + 0 * x[:, :1]
+
+
+def test_hd95_is_in_mm_of_the_preprocessed_grid_after_orientation_and_spacing(tmp_path) -> None:
+    """Read with ITK (as .nrrd/.mha and many CT bundles are), the image has no pixdim and a stale header spacing
+    after Orientationd + Spacingd; the old code then measured HD95 in voxels. The affine knows the grid."""
+    import nibabel as nib
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd, Spacingd
+
+    from robustseg.conditions import NoiseCondition
+    from robustseg.evaluation.metrics import spacing_from_affine
+    from robustseg.workflows.sweep import ConditionSweep
+
+    label = tumour((24, 20, 10), (12, 10, 5)).astype(np.uint8)
+    image = np.where(label > 0, 2.0, 1.0).astype(np.float32)
+    for name, array in (("image", image), ("label", label)):
+        nib.save(nib.Nifti1Image(array, PERMUTED_ANISOTROPIC), tmp_path / f"{name}.nii.gz")
+    pipeline = Compose(
+        [
+            LoadImaged(["image", "label"], reader="ITKReader"),
+            EnsureChannelFirstd(["image", "label"]),
+            Orientationd(["image", "label"], axcodes="RAS"),
+            Spacingd(["image", "label"], pixdim=(1.5, 1.5, 2.0), mode=("bilinear", "nearest")),
+        ]
+    )
+    item = pipeline({"image": str(tmp_path / "image.nii.gz"), "label": str(tmp_path / "label.nii.gz")})
+    assert spacing_from_affine(item["image"]) == pytest.approx([1.5, 1.5, 2.0])
+    assert "pixdim" not in item["image"].meta  # the old code fell back to voxels
+    stale = [float(v) for v in np.asarray(item["image"].meta["spacing"]).ravel()]
+    assert stale == pytest.approx([0.9, 1.1, 3.0])  # the file's voxel size in its own axis order
+
+    truth = torch.as_tensor(item["label"])[0].long()
+    shifted = torch.roll(truth, shifts=2, dims=0)  # a prediction 2 voxels (3 mm) off along the first axis
+    net = FixedPrediction(shifted)
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    dataset = [{**item, "case_id": "c0"}]
+    sweep = ConditionSweep(
+        net, checkpoint, lambda x, n: n(x), dataset, [NoiseCondition(ThreatModel("linf", 0.1))], tmp_path / "out",
+        num_examples=0,
+    )  # fmt: skip
+    rows = {r["region"]: r for r in sweep.run()["rows"] if r["condition"] == "clean"}
+    for region, classes in REGIONS.items():
+        p, g = np.isin(shifted.numpy(), classes), np.isin(truth.numpy(), classes)
+        assert rows[region]["hd95"] == pytest.approx(brute_hd95(p, g, (1.5, 1.5, 2.0)), rel=1e-5), region
+        assert rows[region]["hd95"] != pytest.approx(brute_hd95(p, g, (1.0, 1.0, 1.0)), rel=1e-3)
+        assert rows[region]["hd95"] != pytest.approx(brute_hd95(p, g, tuple(stale)), rel=1e-3)
