@@ -169,7 +169,7 @@ def test_plot_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spatial: 
         chosen.append(tumour_slice(label, axis))
         return chosen[-1]
 
-    monkeypatch.setattr(report, "tumour_slice", spy)
+    monkeypatch.setattr(report.figures, "tumour_slice", spy)
     assert_png(plot_example(volume_example(spatial), tmp_path / "example.png"), min_bytes=10_000)
     assert chosen == ([7] if len(spatial) == 3 else [])
 
@@ -294,3 +294,20 @@ def test_html_report_survives_degenerate_inputs(tmp_path: Path, degenerate: str)
     assert "No self-checks were run" in page
     if degenerate == "clean only":
         assert "No comparisons" in page
+
+
+def test_the_report_opens_with_the_worst_drop_per_region_and_the_self_check_verdicts(tmp_path: Path) -> None:
+    rows = sweep_rows()
+    stats_rows = statistics_of(rows)
+    settings = {**SETTINGS, "scoring": "per region channel of the sigmoid head", "empty_policy": "brats2023"}
+    page = write_html_report(tmp_path, rows, stats_rows, checks(), [], settings).read_text(encoding="utf-8")
+    answer = page[page.index("<h2>The answer</h2>") : page.index("<h2>Settings</h2>")]
+    assert page.index("<h2>The answer</h2>") < page.index("<h2>Self-checks</h2>") < page.index("<h2>Statistics</h2>")
+    for region in REGIONS:  # ifgsm at the largest eps lowers Dice most in the synthetic sweep
+        worst = max((r for r in stats_rows if r["region"] == region), key=lambda r: r["median_drop"])
+        assert worst["condition"] == "ifgsm@0.2"
+        assert f"<td>{region}</td><td>ifgsm@0.2</td>" in answer
+        assert f"{worst['rank_biserial']:+.2f}" in answer
+    assert "1 of 2 passed" in answer and "gradients" in answer
+    assert "per region channel of the sigmoid head" in answer and "BraTS 2023+" in answer and "374 mm" in answer
+    assert "Holm-adjusted p &le; 0.05" in page

@@ -13,19 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robustseg.evaluation.report import (
-    _e,
-    _figure_html,
-    _html_table,
-    _html_value,
-    _new_figure,
-    _overlay_rgba,
-    _regions,
-    _save,
-    mean_interval,
-    tumour_slice,
-    write_html_page,
-)
+from robustseg.evaluation.report.figures import _new_figure, _overlay_rgba, _save, tumour_slice
+from robustseg.evaluation.report.html import _e, _figure_html, _html_table, _html_value, write_html_page
+from robustseg.evaluation.report.rows import _regions, mean_interval
 
 __all__ = [
     "plot_certified_example",

@@ -294,7 +294,7 @@ def compare_conditions(
         (cases in only one of the two), ``n_nan``, ``median_baseline``, ``median_condition``, ``mean_baseline``,
         ``mean_condition``, ``median_drop`` (median of baseline - condition) with ``median_drop_low`` and
         ``median_drop_high``, ``relative_reduction``, ``statistic``, ``p_value``, ``p_holm``, ``rank_biserial``,
-        ``significant``, ``alternative``, ``zero_method``, ``note``.
+        ``significant``, ``alpha``, ``alternative``, ``zero_method``, ``note``.
     """
     scores: dict[tuple[str, str], dict[str, float]] = {}
     for i, row in enumerate(table):
@@ -352,4 +352,5 @@ def compare_conditions(
     for r, p in zip(results, adjusted, strict=True):
         r["p_holm"] = float(p)
         r["significant"] = bool(p <= alpha)
+        r["alpha"] = alpha
     return results

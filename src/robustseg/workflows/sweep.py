@@ -451,6 +451,7 @@ class ConditionSweep:
                 "label": _numpy(case.label[0, 0]),
                 "pred_clean": _numpy(clean[0, 0]),
                 "pred_adversarial": _numpy(classes[0, 0]),
+                "label_names": dict(enumerate(self.scheme.class_names)),
             }
         )
 
