@@ -2,7 +2,7 @@
 # The README's first command: phantom BraTS cases -> train the 3-D UNet on CPU -> evaluate -> attack audit.
 #   NUM_CASES    phantom cases to generate (default 60: 41 training, 7 validation, 12 test)
 #   DEMO_DATA    where the phantoms go (default data/phantoms)
-#   DEMO_EPOCHS  training epochs (default 20, configs/cpu_demo.json)
+#   DEMO_EPOCHS  training epochs (default 12, configs/cpu_demo.json)
 #   DEMO_CERTIFY plain: also train a noise-trained model (sigma 0.25) and certify it by randomized smoothing;
 #                denoised: also train the diffusion denoiser and certify plain and denoised smoothing
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
@@ -37,10 +37,10 @@ echo
 python -m robustseg.workflows.summary "$BUNDLE/eval" --metrics-dir "$OUT/metrics"
 echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
 echo
-echo "[demo] 4/$steps attack audit: FGSM, i-FGSM and ti-FGSM (erase the tumour) on the test cases, paired Wilcoxon tests"
-python -m monai.bundle run \
-    --config_file "['$BUNDLE/configs/train.json','configs/attack.json','configs/cpu_demo.json']" \
-    "${common[@]}" --attack_output_dir "$OUT/attack" "${overrides[@]}"
+echo "[demo] 4/$steps attack audit, the one command you would point at your own bundle: robustseg audit"
+echo "       FGSM, i-FGSM and ti-FGSM (erase the tumour) beside noise of the same norm, paired Wilcoxon tests"
+robustseg audit "$BUNDLE" --dataset_dir "$DATA" --config_file configs/cpu_demo.json \
+    --checkpoint "$CKPT/model.pt" --output_dir "$OUT" --tracking_uri "sqlite:///$PWD/$BUNDLE/eval/mlflow.db"
 if [ -n "${DEMO_CERTIFY:-}" ]; then
     NOISY="$CKPT/noise_sigma0.25"
     files="'$BUNDLE/configs/train.json','configs/noise_training.json'"

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--output_dir", help="where the audit writes (default: the bundle's eval/)")
     audit.add_argument("--checkpoint", help="the weights (default: the bundle's checkpoint, else models/model.pt)")
     audit.add_argument(
+        "--tracking_uri", help="the MLflow store (default: MLFLOW_TRACKING_URI, else output_dir/mlflow.db)"
+    )
+    audit.add_argument(
         "--attack",
         action="append",
         type=_attack,
@@ -112,7 +115,7 @@ def _audit(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         transfer_from=args.transfer_from,
         config_files=args.config_file,
-        settings=dict(args.set),
+        settings={**({"tracking_uri": args.tracking_uri} if args.tracking_uri else {}), **dict(args.set)},
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         print(plan.describe())

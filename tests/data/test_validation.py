@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,24 @@ def test_malformed_record(tmp_path):
     assert "needs 4 image paths" in str(p) and "'x'" in str(p)
     (p,) = validate_case({"case_id": "y", "layout": "nnunet", "image": []}, tmp_path)
     assert "unknown BraTS layout 'nnunet'" in str(p)
+
+
+def test_entries_without_a_layout_get_the_file_checks_and_relative_paths_start_at_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from robustseg.data.validation import validate_entries
+
+    (tmp_path / "data").mkdir()
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), affine), tmp_path / "data" / "img.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.uint8), affine), tmp_path / "data" / "seg.nii.gz")
+    monkeypatch.chdir(tmp_path)
+    entries = [{"image": "data/img.nii.gz", "label": "data/img.nii.gz"}]
+    assert validate_entries(entries) == 1  # a zoo-style entry: no case_id, no layout, relative to the working folder
+    with pytest.raises(CaseValidationError, match=r"spatial shape \(4, 4, 3\) differs"):
+        validate_entries([{"image": "data/img.nii.gz", "label": "data/seg.nii.gz"}])
+    with pytest.raises(CaseValidationError, match="the image is missing"):
+        validate_entries([{"image": "data/nothing.nii.gz"}])

@@ -137,6 +137,6 @@ def empty_policy_of(path: str | Path, default: str = "brats") -> str:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return default  # a missing or broken datalist is reported by load_datalist, where it is read for cases
-    layouts = {e.get("layout") for split in SPLITS for e in data.get(split, []) if isinstance(e, dict)}
-    policies = {ERA_POLICY.get(str(layout), default) for layout in layouts}
+    layouts = {e["layout"] for split in SPLITS for e in data.get(split, []) if isinstance(e, dict) and "layout" in e}
+    policies = {ERA_POLICY.get(str(layout), default) for layout in layouts} or {default}
     return policies.pop() if len(policies) == 1 else default

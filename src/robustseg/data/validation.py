@@ -225,7 +225,7 @@ def _validate_files(record: dict[str, Any], root: Path, case_id: str, atol: floa
     return problems
 
 
-def validate_entries(entries: Sequence[dict[str, Any]], root: str | Path = "/", atol: float = 1e-3) -> int:
+def validate_entries(entries: Sequence[dict[str, Any]], root: str | Path = ".", atol: float = 1e-3) -> int:
     """Validate the case dicts a workflow is about to load (any datalist format); returns the number checked.
 
     The audit and certification overlays call this on the bundle's ``test_data`` in their ``initialize`` section.

@@ -114,7 +114,8 @@ def plan_audit(
         head: ``softmax`` or ``sigmoid`` when the bundle's post-processing does not say.
         fresh: discard the results an earlier audit left in the output folder.
         transfer_from: a checkpoint of a second model of the same network: every attack is also transferred from it.
-        config_files: overlays merged after the bundle's base config (profiles).
+        config_files: profiles (``configs/cpu_demo.json``): read with the bundle's config to map it, and merged after
+            the workflow overlay, so their settings of the workflow (``attack_eps``...) win over its defaults.
         settings: further config values for the workflows (``{"attack_examples": 0}``).
 
     Raises:
@@ -178,14 +179,16 @@ def plan_audit(
     overlay_path, settings_path = out / "bundle_overlay.json", out / "audit_settings.json"
     _write(overlay_path, json.dumps(overlay, indent=4) + "\n")
     _write(settings_path, json.dumps(chosen, indent=4) + "\n")
-    base = [str(adapter.base_config), *(str(p) for p in extras), str(overlay_path)]
+    base = [str(adapter.base_config), str(overlay_path)]
     args: dict[str, Any] = {}
     for name, flag in (("metadata.json", "meta_file"), ("logging.conf", "logging_file")):
         if (bundle / "configs" / name).is_file():
             args[flag] = str(bundle / "configs" / name)
     plan = AuditPlan(bundle, out, provided=provided)
     for workflow in workflows:
-        plan.runs.append((workflow, [*base, str(OVERLAYS_DIR / workflow), str(settings_path)], dict(args)))
+        # profiles after the workflow overlay, so that their attack_* / certify_* settings win over its defaults
+        files = [*base, str(OVERLAYS_DIR / workflow), *(str(p) for p in extras), str(settings_path)]
+        plan.runs.append((workflow, files, dict(args)))
     (out / "audit_command.sh").write_text(
         "#!/usr/bin/env bash\n# robustseg audit, as plain bundle runs\n" + "\n".join(plan.commands) + "\n"
     )
@@ -203,6 +206,10 @@ def run_audit(plan: AuditPlan) -> None:
     """Run each workflow of ``plan`` as ``python -m monai.bundle run`` does, in this process."""
     from monai.bundle import run
 
-    for workflow, files, args in plan.runs:
-        print(f"[robustseg audit] {workflow}: {plan.output_dir}", file=sys.stderr)
-        run(config_file=files, **args)
+    from robustseg.workflows import distributed
+
+    with distributed.held_group():  # under torchrun: one process group for all the workflows
+        for workflow, files, args in plan.runs:
+            if distributed.is_rank0():
+                print(f"[robustseg audit] {workflow}: {plan.output_dir}", file=sys.stderr)
+            run(config_file=files, **args)

@@ -10,7 +10,8 @@ per case, so the results are those of a single process.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,20 @@ from monai.data import DistributedSampler
 
 from robustseg.evaluation.results import ResultsStore
 
-__all__ = ["barrier", "finish", "init_from_env", "is_rank0", "merge", "open_store", "rank_and_world", "shard"]
+__all__ = [
+    "barrier",
+    "finish",
+    "held_group",
+    "init_from_env",
+    "is_rank0",
+    "merge",
+    "open_store",
+    "rank_and_world",
+    "shard",
+]
 
 _STARTED = False
+_HELD = False
 
 
 def init_from_env(backend: str | None = None) -> bool:
@@ -45,12 +57,30 @@ def init_from_env(backend: str | None = None) -> bool:
 
 
 def finish() -> None:
-    """Leave the process group :func:`init_from_env` started (after a last barrier); nothing otherwise."""
+    """Leave the process group :func:`init_from_env` started (after a last barrier); nothing otherwise, and nothing
+    while :func:`held_group` keeps it for further workflows of the same process."""
     global _STARTED
-    if _STARTED and dist.is_initialized():
+    if _STARTED and not _HELD and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    _STARTED = False
+        _STARTED = False
+
+
+@contextmanager
+def held_group() -> Iterator[None]:
+    """One process group for several workflows run in one process (``robustseg audit``: attack, then certify).
+
+    A group destroyed and created again in one process under ``torchrun`` races between ranks; holding it keeps the
+    one :func:`init_from_env` starts until the block ends.
+    """
+    global _HELD
+    init_from_env()
+    _HELD = True
+    try:
+        yield
+    finally:
+        _HELD = False
+        finish()
 
 
 def rank_and_world() -> tuple[int, int]:

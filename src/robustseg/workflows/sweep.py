@@ -27,6 +27,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -293,8 +294,18 @@ class ConditionSweep:
         from tqdm import tqdm
 
         examples = self.example_conditions()
-        for index in tqdm(mine, desc="sweep", unit="case", disable=not distributed.is_rank0()):
-            self._case(index, ids[index], store, examples)
+        work = [i for i in mine if self._todo(i, ids[i], store, examples) is not None]
+        quiet = not distributed.is_rank0()
+        progress = tqdm(total=len(mine), initial=len(mine) - len(work), desc="sweep", unit="case", disable=quiet)
+        with progress, ThreadPoolExecutor(1) as loader:
+            # the next case is read and preprocessed while this one is attacked (I/O and transforms beside torch)
+            pending = loader.submit(self.dataset.__getitem__, work[0]) if work else None
+            for k, index in enumerate(work):
+                assert pending is not None
+                item = pending.result()
+                pending = loader.submit(self.dataset.__getitem__, work[k + 1]) if k + 1 < len(work) else None
+                self._case(index, ids[index], store, examples, item)
+                progress.update()
         distributed.barrier()
         if not distributed.is_rank0():
             return None
@@ -303,7 +314,11 @@ class ConditionSweep:
     def _stored(self, store: ResultsStore, case_id: str, condition: str) -> bool:
         return store.has({"case_id": case_id, "condition": condition, "region": self.scheme.region_names[0]})
 
-    def _case(self, index: int, case_id: str, store: ResultsStore, examples: set[str]) -> None:
+    def _todo(
+        self, index: int, case_id: str, store: ResultsStore, examples: set[str]
+    ) -> tuple[list[Condition], bool] | None:
+        """The conditions a case still needs (or whose stored example must be read back) and whether its clean row
+        is missing; ``None`` when the case needs nothing (the first case always runs the self-checks)."""
         keep_examples = index < self.num_examples
         todo = [
             c
@@ -311,9 +326,17 @@ class ConditionSweep:
             if not self._stored(store, case_id, c.label) or (keep_examples and c.label in examples)
         ]
         clean_todo = not self._stored(store, case_id, CLEAN)
-        if not todo and not clean_todo and index != 0:
+        return None if not todo and not clean_todo and index != 0 else (todo, clean_todo)
+
+    def _case(
+        self, index: int, case_id: str, store: ResultsStore, examples: set[str], item: Mapping[str, Any] | None = None
+    ) -> None:
+        needed = self._todo(index, case_id, store, examples)
+        if needed is None:
             return
-        case, spacing = self._load_case(index, case_id)
+        todo, clean_todo = needed
+        keep_examples = index < self.num_examples
+        case, spacing = self._load_case(index, case_id, item)
         y = case.label
         for condition in todo:
             stored = self._stored(store, case_id, condition.label)
@@ -336,9 +359,12 @@ class ConditionSweep:
         if index == 0:
             self._first_case_checks(case)
 
-    def _load_case(self, index: int, case_id: str) -> tuple[CaseContext, list[float] | None]:
-        """Case ``index`` preprocessed, on the device, labels as a class map; and its voxel spacing in mm."""
-        item = self.dataset[index]
+    def _load_case(
+        self, index: int, case_id: str, item: Mapping[str, Any] | None = None
+    ) -> tuple[CaseContext, list[float] | None]:
+        """Case ``index`` preprocessed (``item`` when already loaded), on the device, labels as a class map; and its
+        voxel spacing in mm."""
+        item = self.dataset[index] if item is None else item
         x = torch.as_tensor(item["image"])[None].to(self.device)
         y = self.scheme.label_class_map(torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}")
         plain = x.as_subclass(torch.Tensor)
