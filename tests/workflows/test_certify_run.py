@@ -134,6 +134,7 @@ def test_run_certification_records_one_mlflow_run_and_resumes(
     assert len(read_rows(out / "results.csv")) == 36
     html = report.read_text()
     assert "data:image/png;base64," in html and "denoised vs plain" in html
+    assert "BraTS 2018-2022" in html and "scored from class maps" in html  # the policy and the scoring, stated
     for name in ("summary.csv", "summary.md", "statistics.csv", "statistics.md", "certified_vs_radius.png"):
         assert (report.parent / name).is_file()
     client = MlflowClient(default_tracking_uri(tmp_path))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from robustseg.evaluation.metrics import describe_empty_policy
 from robustseg.evaluation.report.figures import _new_figure, _overlay_rgba, _save, tumour_slice
 from robustseg.evaluation.report.html import _e, _figure_html, _html_table, _html_value, write_html_page
 from robustseg.evaluation.report.rows import _regions, mean_interval
@@ -243,6 +244,8 @@ def write_certification_report(
         "(SegCertify). Abstained voxels count as wrong in the certified accuracy and belong to no region in the "
         "certified Dice; accuracy and abstain rate are taken over the brain (non-zero voxels) unless the mask is "
         "'none'. Base Dice is the base model on the clean input.</p>",
+        f"<p>{_e(_scoring(settings))}</p>",
+        f'<p class="policy">{_e(describe_empty_policy(str(settings.get("empty_policy", "brats"))))}</p>',
         "<h2>Summary</h2>",
         _html_table(list(SUMMARY_COLUMNS), summary_body, numeric_from=1),
         f"<pre>{_e(text)}</pre>",
@@ -254,3 +257,13 @@ def write_certification_report(
         *(_figure_html(p, caption) for p, caption in figures),
     ]
     return write_html_page(out / "report.html", title, parts)
+
+
+def _scoring(settings: Mapping[str, Any]) -> str:
+    """How the base and certified Dice were scored, for the head of the run."""
+    if settings.get("head") == "sigmoid":
+        return (
+            "Base Dice is scored per region channel of the sigmoid head (probability >= 0.5); the certified maps are "
+            "votes over class maps rebuilt from the nested channels, so certified Dice is scored from class maps."
+        )
+    return "Base and certified Dice are scored from class maps (the arg-max of the softmax head)."
