@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bundle_helpers import TINY, config_files, copy_bundle, run_bundle
-from zoo_bundles import brats_zoo_bundle, ct_zoo_bundle, train_and_evaluate
+from zoo_bundles import brats_zoo_bundle, ct_zoo_bundle, natural2d_bundle, train_and_evaluate
 
 from robustseg.cli import main
 
@@ -93,6 +93,24 @@ def test_a_softmax_ct_bundle_with_anisotropic_voxels_is_audited_as_downloaded(ct
     assert clean["organ"] > 0.3
     rows = read_rows(out / "attack" / "results.csv")
     assert {r["case_id"] for r in rows} == {"organ_05", "organ_06"}  # named by their image files
+
+
+def test_a_2d_rgb_bundle_reading_png_files_is_audited_in_pixel_units(tmp_path: Path) -> None:
+    bundle, _ = natural2d_bundle(tmp_path / "zoo")
+    metrics = train_and_evaluate(bundle, epochs=30)
+    out = tmp_path / "audit"
+    args = ["audit", str(bundle), "--output_dir", str(out), "--attack", "fgsm", "--eps", "0.03"]
+    settings = ["attack_mask=none", "attack_clip_min=0", "attack_clip_max=1", "attack_unit=[0,1] pixel"]
+    assert main([*args, *(x for s in settings for x in ("--set", s))]) == 0
+    clean = clean_means(out)
+    assert list(clean) == ["disc", "ring"]
+    assert np.mean(list(clean.values())) == pytest.approx(metrics["val_mean_dice"], abs=1e-4)
+    assert min(clean.values()) > 0.5
+    rows = read_rows(out / "attack" / "results.csv")
+    attacked = [r for r in rows if r["condition"] == "fgsm@0.03"]
+    assert max(float(r["linf"]) for r in attacked) == pytest.approx(0.03, abs=1e-6)
+    example = nib.load(out / "attack" / "examples" / "scene_05_fgsm@0.03_pred_adversarial.nii.gz")
+    assert example.shape == (32, 32)
 
 
 def test_a_bundle_missing_ids_stops_before_compute_with_every_line_to_add(ct_zoo, tmp_path: Path, capsys) -> None:

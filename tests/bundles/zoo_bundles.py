@@ -362,3 +362,125 @@ def ct_zoo_bundle(dest: Path, num_cases: int = 7) -> tuple[Path, Path]:
     }
     _write(bundle / "configs" / "metadata.json", metadata)
     return bundle, data
+
+
+# --------------------------------------------------------------------------- (c) 2-D RGB, softmax, PNG files
+
+
+def disc_scene(rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB uint8 image of a disc (class 1) inside a ring (class 2) on a noisy background, and its label map."""
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij")).astype(float)
+    centre = rng.uniform(10, size - 10, size=2)[:, None, None]
+    r = np.sqrt(((grid - centre) ** 2).sum(0))
+    label = np.where(r < 4, 1, np.where(r < 7, 2, 0)).astype(np.uint8)
+    colours = np.array([[60, 120, 70], [220, 90, 40], [70, 110, 230]], dtype=float)
+    image = colours[label] + rng.normal(0, 18, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def natural2d_bundle(dest: Path, num_cases: int = 8) -> tuple[Path, Path]:
+    """A 2-D softmax bundle over RGB PNG images (PIL), in the zoo's shape; the bundle folder and its dataset_dir."""
+    from PIL import Image
+
+    data = dest / "scenes"
+    rng = np.random.default_rng(3)
+    for i in range(num_cases):
+        image, label = disc_scene(rng)
+        for sub, array in (("images", image), ("labels", label)):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(data / sub / f"scene_{i:02d}.png")
+    bundle = dest / "toy_scene_segmentation"
+    deterministic = [
+        LOAD,
+        {"_target_": "EnsureChannelFirstd", "keys": ["image", "label"]},
+        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0, "a_max": 255, "b_min": 0, "b_max": 1},
+        {"_target_": "EnsureTyped", "keys": ["image", "label"]},
+    ]
+    post = {
+        "_target_": "Compose",
+        "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False], "to_onehot": 3},
+        ],
+    }
+    dice = {
+        "val_mean_dice": {
+            "_target_": "MeanDice",
+            "include_background": False,
+            "output_transform": "$monai.handlers.from_engine(['pred', 'label'])",
+        }
+    }
+    pairs = "[{'image': i, 'label': l} for i, l in zip(@images, @labels)]"
+    train = {
+        "imports": ["$import glob"],
+        "bundle_root": ".",
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "dataset_dir": str(data),
+        "images": "$list(sorted(glob.glob(@dataset_dir + '/images/*.png')))",
+        "labels": "$list(sorted(glob.glob(@dataset_dir + '/labels/*.png')))",
+        "epochs": 40,
+        "device": "$torch.device('cpu')",
+        "network_def": {
+            "_target_": "UNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 3,
+            "channels": [8, 16, 32],
+            "strides": [2, 2],
+            "num_res_units": 1,
+        },
+        "network": "$@network_def.to(@device)",
+        "loss": {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True},
+        "optimizer": {"_target_": "torch.optim.Adam", "params": "$@network.parameters()", "lr": 0.01},
+        "train": {
+            "preprocessing": {"_target_": "Compose", "transforms": deterministic},
+            "dataset": {"_target_": "CacheDataset", "data": f"${pairs}[:-3]", "transform": "@train#preprocessing"},
+            "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": 5, "shuffle": True},
+            "inferer": {"_target_": "SimpleInferer"},
+            "trainer": {
+                "_target_": "SupervisedTrainer",
+                "max_epochs": "@epochs",
+                "device": "@device",
+                "train_data_loader": "@train#dataloader",
+                "network": "@network",
+                "loss_function": "@loss",
+                "optimizer": "@optimizer",
+                "inferer": "@train#inferer",
+                "train_handlers": [
+                    {
+                        "_target_": "ValidationHandler",
+                        "validator": "@validate#evaluator",
+                        "epoch_level": True,
+                        "interval": "@epochs",
+                    }
+                ],
+            },
+        },
+        "validate": {
+            "preprocessing": {"_target_": "Compose", "transforms": "%train#preprocessing#transforms"},
+            "dataset": {"_target_": "Dataset", "data": f"${pairs}[-3:]", "transform": "@validate#preprocessing"},
+            "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": 1, "shuffle": False},
+            "inferer": {"_target_": "SimpleInferer"},
+            "postprocessing": post,
+            "handlers": [
+                {
+                    "_target_": "CheckpointSaver",
+                    "save_dir": "@ckpt_dir",
+                    "save_dict": {"model": "@network"},
+                    "save_key_metric": True,
+                    "key_metric_filename": "model.pt",
+                }
+            ],
+            "evaluator": _evaluator(dice, "val_mean_dice"),
+        },
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@train#trainer.run()"],
+    }
+    _write(bundle / "configs" / "train.json", train)
+    _write(bundle / "configs" / "evaluate.json", _evaluate_json())
+    outputs = {
+        "pred": {"type": "image", "num_channels": 3, "channel_def": {"0": "background", "1": "disc", "2": "ring"}}
+    }
+    metadata = {"version": "0.1.0", "task": "Toy 2-D scene segmentation", "network_data_format": {"outputs": outputs}}
+    _write(bundle / "configs" / "metadata.json", metadata)
+    return bundle, data

@@ -9,6 +9,24 @@ from typing import Any
 
 __all__ = ["case_id_from_path", "case_id_of", "case_ids", "case_output_name"]
 
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".nii.gz",
+    ".nii",
+    ".mha",
+    ".mhd",
+    ".nrrd",
+    ".dcm",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".npy",
+    ".npz",
+)
+"""File extensions stripped from a file name to name its case."""
+
 _MODALITY_SUFFIX = re.compile(r"[-_](t1n|t1c|t1ce|t1|t2w|t2f|t2|flair)$", re.IGNORECASE)
 
 
@@ -16,10 +34,11 @@ def case_id_from_path(path: str | Path) -> str:
     """The case id in a BraTS image path: the file name without extension and modality suffix.
 
     ``BraTS-GLI-00001-000-t1n.nii.gz`` -> ``BraTS-GLI-00001-000``; ``BraTS2021_00001_t1.nii.gz`` ->
-    ``BraTS2021_00001``; a Decathlon ``BRATS_001.nii.gz`` -> ``BRATS_001``.
+    ``BraTS2021_00001``; a Decathlon ``BRATS_001.nii.gz`` -> ``BRATS_001``; a VOC ``2007_000032.jpg`` ->
+    ``2007_000032``.
     """
     name = Path(str(path)).name
-    for ext in (".nii.gz", ".nii", ".mha", ".nrrd"):
+    for ext in IMAGE_EXTENSIONS:
         if name.endswith(ext):
             name = name[: -len(ext)]
             break
