@@ -59,6 +59,7 @@ from torch import nn
 from robustseg.attacks import IterativeFGSM, ThreatModel
 from robustseg.attacks.base import Attack
 from robustseg.attacks.threat import per_sample_norm, psnr_db
+from robustseg.data.phantom import blob_case
 from robustseg.workflows.attack_sweep import AttackSweep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -116,24 +117,6 @@ def demo_network(seed: int) -> nn.Module:
             num_res_units=2,
             norm="instance",
         ).eval()
-
-
-def synthetic_case(shape: Sequence[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A z-scored 4-channel volume, zero outside an ellipsoidal 'brain', with a nested tumour blob.
-
-    Returns the image ``(4, *shape)`` and the BraTS class map ``(1, *shape)`` (2 oedema, 3 enhancing, 1 core).
-    """
-    grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
-    brain = torch.stack([g**2 for g in grids]).sum(0) < 0.85
-    centre = [float(c) for c in (torch.rand(3, generator=generator) - 0.5) * 0.4]
-    r = torch.stack([(g - c) ** 2 for g, c in zip(grids, centre, strict=True)]).sum(0).sqrt()
-    label = torch.zeros(shape, dtype=torch.long)
-    label[r < 0.45] = 2
-    label[r < 0.3] = 3
-    label[r < 0.18] = 1
-    label[~brain] = 0
-    image = torch.randn((4, *shape), generator=generator) + 0.5 * label.float()
-    return image * brain, label[None]
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:
@@ -215,7 +198,7 @@ def step_overhead(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The step overhead ratio of one configuration, and its breakdown."""
     gen = torch.Generator().manual_seed(args.seed)
-    image, label = synthetic_case(shape, gen)
+    image, label = blob_case(shape, gen)
     x, labels = image[None], label[None]
     y = labels[:, 0]
     attack = IterativeFGSM(model, ThreatModel("linf", 0.05), steps=args.steps, inferer=inferer, loss=loss)
@@ -342,7 +325,7 @@ def sweep_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     shape = [args.sweep_size] * 3
     cases: list[dict[str, Any]] = []
     for i in range(args.sweep_cases):
-        image, label = synthetic_case(shape, gen)
+        image, label = blob_case(shape, gen)
         cases.append({"image": image, "label": label, "case_id": f"synthetic_{i:03d}"})
     network = demo_network(args.seed)
     checkpoint = workdir / "model.pt"

@@ -46,6 +46,7 @@ from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
+from robustseg.data.phantom import blob_case
 from robustseg.evaluation.dice import region_dice
 from robustseg.labels import BRATS
 from robustseg.workflows.attack_sweep import AttackSweep
@@ -101,21 +102,6 @@ def demo_cases(datalist: Path, count: int) -> list[tuple[torch.Tensor, torch.Ten
     transform = parser.get_parsed_content("validate#preprocessing")
     entries = load_datalist(datalist, "testing", datalist.parent)[:count]
     return [(item["image"], item["label"], entry["case_id"]) for entry in entries for item in [transform(entry)]]
-
-
-def synthetic_case(shape: Sequence[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A z-scored 4-channel volume, zero outside an ellipsoidal 'brain', with a nested tumour; image and class map."""
-    grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
-    brain = torch.stack([g**2 for g in grids]).sum(0) < 0.85
-    centre = [float(c) for c in (torch.rand(3, generator=generator) - 0.5) * 0.4]
-    r = torch.stack([(g - c) ** 2 for g, c in zip(grids, centre, strict=True)]).sum(0).sqrt()
-    label = torch.zeros(shape, dtype=torch.long)
-    label[r < 0.45] = 2
-    label[r < 0.3] = 3
-    label[r < 0.18] = 1
-    label[~brain] = 0
-    image = torch.randn((4, *shape), generator=generator) + 0.5 * label.float()
-    return image * brain, label[None]
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -200,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     else:
         generator = torch.Generator().manual_seed(args.seed)
-        cases = [synthetic_case(args.shape, generator) for _ in range(args.cases)]
+        cases = [blob_case(args.shape, generator) for _ in range(args.cases)]
     inferer = CountingInferer(roi_size=[args.sw_roi] * 3, sw_batch_size=4, overlap=0.25)
     dataset = [{"image": image, "label": label, "case_id": f"case{i:02d}"} for i, (image, label) in enumerate(cases)]
     attacks = ["fgsm", {"name": "ifgsm", "steps": args.steps}, {"name": "tifgsm", "steps": args.steps}]

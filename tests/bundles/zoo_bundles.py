@@ -23,6 +23,32 @@ import numpy as np
 from monai.bundle import ConfigWorkflow
 
 LOAD = {"_target_": "LoadImaged", "keys": ["image", "label"]}
+TRAINER = {
+    "_target_": "SupervisedTrainer",
+    "max_epochs": "@epochs",
+    "device": "@device",
+    "train_data_loader": "@train#dataloader",
+    "network": "@network",
+    "loss_function": "@loss",
+    "optimizer": "@optimizer",
+    "inferer": "@train#inferer",
+    "train_handlers": [
+        {
+            "_target_": "ValidationHandler",
+            "validator": "@validate#evaluator",
+            "epoch_level": True,
+            "interval": "@epochs",
+        }
+    ],
+}
+"""The zoo's trainer, validating once at the end (its CheckpointSaver then writes models/model.pt)."""
+SAVER = {
+    "_target_": "CheckpointSaver",
+    "save_dir": "@ckpt_dir",
+    "save_dict": {"model": "@network"},
+    "save_key_metric": True,
+    "key_metric_filename": "model.pt",
+}
 
 
 def _write(path: Path, config: dict[str, Any]) -> None:
@@ -169,24 +195,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
             "dataset": {"_target_": "CacheDataset", "data": "@train_datalist", "transform": "@train#preprocessing"},
             "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": 1, "shuffle": True},
             "inferer": {"_target_": "SimpleInferer"},
-            "trainer": {
-                "_target_": "SupervisedTrainer",
-                "max_epochs": "@epochs",
-                "device": "@device",
-                "train_data_loader": "@train#dataloader",
-                "network": "@network",
-                "loss_function": "@loss",
-                "optimizer": "@optimizer",
-                "inferer": "@train#inferer",
-                "train_handlers": [
-                    {
-                        "_target_": "ValidationHandler",
-                        "validator": "@validate#evaluator",
-                        "epoch_level": True,
-                        "interval": "@epochs",
-                    },
-                ],
-            },
+            "trainer": TRAINER,
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "$@train#preprocessing_transforms"},
@@ -212,13 +221,7 @@ def brats_zoo_bundle(dest: Path, phantoms: Path) -> tuple[Path, Path]:
                 ],
             },
             "handlers": [
-                {
-                    "_target_": "CheckpointSaver",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {"model": "@network"},
-                    "save_key_metric": True,
-                    "key_metric_filename": "model.pt",
-                },
+                SAVER,
             ],
             "evaluator": _evaluator(dice, "val_mean_dice"),
         },
@@ -327,13 +330,7 @@ def ct_zoo_bundle(dest: Path, num_cases: int = 7) -> tuple[Path, Path]:
             "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": 2, "shuffle": True},
             "inferer": {"_target_": "SimpleInferer"},
             "postprocessing": post,
-            "trainer": {
-                "_target_": "SupervisedTrainer", "max_epochs": "@epochs", "device": "@device",
-                "train_data_loader": "@train#dataloader", "network": "@network", "loss_function": "@loss",
-                "optimizer": "@optimizer", "inferer": "@train#inferer",
-                "train_handlers": [{"_target_": "ValidationHandler", "validator": "@validate#evaluator",
-                                    "epoch_level": True, "interval": "@epochs"}],
-            },
+            "trainer": TRAINER,
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "%train#deterministic_transforms"},
@@ -343,8 +340,7 @@ def ct_zoo_bundle(dest: Path, num_cases: int = 7) -> tuple[Path, Path]:
             "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 2,
                         "overlap": 0.5},
             "postprocessing": "%train#postprocessing",
-            "handlers": [{"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"},
-                          "save_key_metric": True, "key_metric_filename": "model.pt"}],
+            "handlers": [SAVER],
             "evaluator": _evaluator(dice, "val_mean_dice"),
         },
         "initialize": ["$monai.utils.set_determinism(seed=123)"],
@@ -437,24 +433,7 @@ def natural2d_bundle(dest: Path, num_cases: int = 8) -> tuple[Path, Path]:
             "dataset": {"_target_": "CacheDataset", "data": f"${pairs}[:-3]", "transform": "@train#preprocessing"},
             "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": 5, "shuffle": True},
             "inferer": {"_target_": "SimpleInferer"},
-            "trainer": {
-                "_target_": "SupervisedTrainer",
-                "max_epochs": "@epochs",
-                "device": "@device",
-                "train_data_loader": "@train#dataloader",
-                "network": "@network",
-                "loss_function": "@loss",
-                "optimizer": "@optimizer",
-                "inferer": "@train#inferer",
-                "train_handlers": [
-                    {
-                        "_target_": "ValidationHandler",
-                        "validator": "@validate#evaluator",
-                        "epoch_level": True,
-                        "interval": "@epochs",
-                    }
-                ],
-            },
+            "trainer": TRAINER,
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "%train#preprocessing#transforms"},
@@ -463,13 +442,7 @@ def natural2d_bundle(dest: Path, num_cases: int = 8) -> tuple[Path, Path]:
             "inferer": {"_target_": "SimpleInferer"},
             "postprocessing": post,
             "handlers": [
-                {
-                    "_target_": "CheckpointSaver",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {"model": "@network"},
-                    "save_key_metric": True,
-                    "key_metric_filename": "model.pt",
-                }
+                SAVER,
             ],
             "evaluator": _evaluator(dice, "val_mean_dice"),
         },

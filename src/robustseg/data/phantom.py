@@ -48,6 +48,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
@@ -59,6 +60,7 @@ __all__ = [
     "TISSUE_CONTRAST",
     "MNI152Anatomy",
     "PhantomConfig",
+    "blob_case",
     "case_id",
     "generate_case",
     "make_phantom_dataset",
@@ -611,3 +613,22 @@ def make_phantom_dataset(
     path = output_dir / "datalist.json"
     write_datalist(records, path, fractions=fractions, seed=seed, extra=extra)
     return path
+
+
+def blob_case(shape: Sequence[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A quick synthetic case for benchmarks: z-scored 4-channel noise, zero outside an ellipsoidal 'brain', with a
+    nested tumour (2 oedema, 3 enhancing, 1 core) that shifts the intensities; no anatomy (see :func:`generate_case`).
+
+    Returns the image ``(4, *shape)`` and the class map ``(1, *shape)``.
+    """
+    grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing="ij")
+    brain = torch.stack([g**2 for g in grids]).sum(0) < 0.85
+    centre = [float(c) for c in (torch.rand(len(shape), generator=generator) - 0.5) * 0.4]
+    r = torch.stack([(g - c) ** 2 for g, c in zip(grids, centre, strict=True)]).sum(0).sqrt()
+    label = torch.zeros(tuple(shape), dtype=torch.long)
+    label[r < 0.45] = 2
+    label[r < 0.3] = 3
+    label[r < 0.18] = 1
+    label[~brain] = 0
+    image = torch.randn((4, *shape), generator=generator) + 0.5 * label.float()
+    return image * brain, label[None]
