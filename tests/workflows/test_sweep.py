@@ -224,3 +224,28 @@ def test_a_transfer_stronger_than_white_box_is_flagged(models, tmp_path: Path) -
     (check,) = [c for c in outcome["checks"] if c.name == "transfer"]
     assert not check.passed and "transfer-fgsm@0.4" in check.detail
     assert {s["condition"] for s in outcome["statistics"]} >= {"transfer-fgsm@0.4", "worst@0.4"}
+
+
+def test_prefetching_yields_every_case_once_in_order_and_reads_the_next_one_ahead() -> None:
+    import threading
+
+    from robustseg.workflows.sweep import prefetched
+
+    reads: list[tuple[int, str]] = []
+    second_read = threading.Event()
+
+    class Recording(list):
+        def __getitem__(self, index):  # type: ignore[override]
+            reads.append((index, threading.current_thread().name))
+            if index == 2:
+                second_read.set()
+            return {"value": index * 10}
+
+    out = []
+    for index, item in prefetched(Recording(range(5)), [0, 2, 4]):
+        out.append((index, item["value"]))
+        if index == 0:
+            assert second_read.wait(10)  # the next case is read while the caller still works on this one
+    assert out == [(0, 0), (2, 20), (4, 40)]
+    assert [i for i, _ in reads] == [0, 2, 4] and all(name != threading.main_thread().name for _, name in reads)
+    assert list(prefetched(Recording(range(2)), [])) == []

@@ -160,7 +160,8 @@ def run_attack_audit(
     with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as run:
         run.log_params({k: v for k, v in sweep.settings().items() if k != "checkpoint_sha256"})
         outcome = sweep.run()
-        assert outcome is not None  # rank 0 always returns the outcome
+        if outcome is None:
+            raise RuntimeError("rank 0 of the run returned no outcome; the run did not finish.")
         settings = {**outcome["settings"], "title": sweep.title}
         report = write_html_report(
             sweep.output_dir / "report",

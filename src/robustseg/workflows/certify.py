@@ -440,7 +440,8 @@ def run_certification(
                 )
         mlflow_run.log_params({**run.settings(), "votes_needed": needed})
         outcome = run.run()
-        assert outcome is not None  # rank 0 always returns the outcome
+        if outcome is None:
+            raise RuntimeError("rank 0 of the run returned no outcome; the run did not finish.")
         settings = {**run.settings(), "votes_needed": needed}
         report = write_certification_report(
             run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ from robustseg.workflows.fingerprint import (
     network_signature,
 )
 
-__all__ = ["COLUMNS", "KEY", "WORST", "ConditionSweep", "worst_case_rows"]
+__all__ = ["COLUMNS", "KEY", "WORST", "ConditionSweep", "prefetched", "worst_case_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,13 +297,8 @@ class ConditionSweep:
         work = [i for i in mine if self._todo(i, ids[i], store, examples) is not None]
         quiet = not distributed.is_rank0()
         progress = tqdm(total=len(mine), initial=len(mine) - len(work), desc="sweep", unit="case", disable=quiet)
-        with progress, ThreadPoolExecutor(1) as loader:
-            # the next case is read and preprocessed while this one is attacked (I/O and transforms beside torch)
-            pending = loader.submit(self.dataset.__getitem__, work[0]) if work else None
-            for k, index in enumerate(work):
-                assert pending is not None
-                item = pending.result()
-                pending = loader.submit(self.dataset.__getitem__, work[k + 1]) if k + 1 < len(work) else None
+        with progress:
+            for index, item in prefetched(self.dataset, work):
                 self._case(index, ids[index], store, examples, item)
                 progress.update()
         distributed.barrier()
@@ -540,6 +535,20 @@ class ConditionSweep:
                 a, b = paired(transfer.white_box, transfer.label)
                 checks.append(check_transfer(transfer.white_box, a, transfer.label, b))
         return checks
+
+
+def prefetched(dataset: Sequence[Mapping[str, Any]], indices: Sequence[int]) -> Iterator[tuple[int, Any]]:
+    """``(index, dataset[index])`` in order, the next case read and preprocessed on a thread while the caller works
+    on this one (file reads, decompression and transforms run beside the model's compute)."""
+    if not indices:
+        return
+    with ThreadPoolExecutor(1) as loader:
+        upcoming = loader.submit(dataset.__getitem__, indices[0])
+        for k, index in enumerate(indices):
+            current = upcoming
+            if k + 1 < len(indices):
+                upcoming = loader.submit(dataset.__getitem__, indices[k + 1])
+            yield index, current.result()
 
 
 def _weaker(a: AttackCondition, b: AttackCondition) -> bool:
