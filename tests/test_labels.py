@@ -161,3 +161,18 @@ def test_sigmoid_head_needs_sigmoid_regions_and_channels() -> None:
         LabelScheme(class_names=("bg", "fg")).class_map_from_logits(torch.zeros(1, 1, 2), head="sigmoid")
     with pytest.raises(ValueError, match="3 channels"):
         BRATS.class_map_from_logits(torch.zeros(1, 2, 2, 2), head="sigmoid")
+
+
+def test_region_mask_labels_become_a_class_map_when_nested_and_are_refused_otherwise() -> None:
+    classes = torch.tensor([0, 1, 2, 3, 2, 0]).reshape(1, 1, 6, 1)
+    masks = BRATS.region_targets_for_sigmoid(
+        classes
+    )  # TC, WT, ET channels, as ConvertToMultiChannelBasedOnBratsClassesd
+    assert torch.equal(BRATS.label_class_map(masks), classes)
+    assert torch.equal(BRATS.label_class_map(classes), classes)  # a class map passes as it is
+    broken = masks.clone()
+    broken[0, 0, 0, 0] = 1  # TC at a voxel outside WT: no class map holds it
+    with pytest.raises(ValueError, match="not nested"):
+        BRATS.label_class_map(broken)
+    with pytest.raises(ValueError, match="has 2 channels"):
+        BRATS.label_class_map(masks[:, :2])

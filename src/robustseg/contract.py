@@ -29,6 +29,7 @@ __all__ = [
     "contract_ids",
     "markdown",
     "overlay_ids",
+    "references",
 ]
 
 EVAL = ("attack.json", "certify.json")
@@ -264,11 +265,15 @@ def _defined(config: dict[str, Any], prefix: str = "") -> set[str]:
     return out
 
 
+def references(config: Any) -> set[str]:
+    """The ids a raw config value refers to (``@id``, ``%id``), at any depth."""
+    return {m.group(1) for text in _strings(config) for m in _REF.finditer(text)}
+
+
 def overlay_ids(path: str | Path) -> tuple[set[str], set[str]]:
     """The ids an overlay refers to (``@id``, ``%id``) and the ids it defines."""
     config = json.loads(Path(path).read_text())
-    used = {m.group(1) for text in _strings(config) for m in _REF.finditer(text)}
-    return used, _defined(config)
+    return references(config), _defined(config)
 
 
 def markdown() -> str:

@@ -112,15 +112,7 @@ class LabelScheme:
                 f"{self.channel_regions}."
             )
         masks = label.bool()
-        sets = [set(self.regions[r]) for r in self.channel_regions]
-        out = torch.zeros((label.shape[0], 1, *label.shape[2:]), dtype=torch.long, device=label.device)
-        for i in sorted(range(len(sets)), key=lambda k: -len(sets[k])):
-            own = sets[i].difference(*[s for s in sets if s < sets[i]])
-            if len(own) != 1:
-                raise ValueError(
-                    f"region {self.channel_regions[i]!r} of the {what} does not identify one class ({own})."
-                )
-            out[masks[:, i : i + 1]] = own.pop()
+        out = self._paint(masks, self.channel_regions, f"region of the {what}")
         index = [self.region_names.index(r) for r in self.channel_regions]
         if not torch.equal(self.to_regions(out)[:, index].bool(), masks):
             raise ValueError(
@@ -176,13 +168,18 @@ class LabelScheme:
         if not self.sigmoid_regions:
             raise ValueError("this label scheme has no sigmoid_regions; pass them to read a sigmoid head.")
         self._check_sigmoid_channels(masks.shape[1])
-        sets = [set(self.regions[r]) for r in self.sigmoid_regions]
+        return self._paint(masks.bool(), self.sigmoid_regions, "sigmoid region")
+
+    def _paint(self, masks: torch.Tensor, channels: tuple[str, ...], what: str) -> torch.Tensor:
+        """Class map ``(N, 1, *spatial)`` of bool region masks, one channel per region of ``channels``, painted from
+        the largest region to the smallest so each voxel takes the class only its innermost region contains."""
+        sets = [set(self.regions[r]) for r in channels]
         out = torch.zeros((masks.shape[0], 1, *masks.shape[2:]), dtype=torch.long, device=masks.device)
         for i in sorted(range(len(sets)), key=lambda k: -len(sets[k])):
             own = sets[i].difference(*[s for s in sets if s < sets[i]])
             if len(own) != 1:
-                raise ValueError(f"sigmoid region {self.sigmoid_regions[i]!r} does not identify one class ({own}).")
-            out[masks[:, i : i + 1].bool()] = own.pop()
+                raise ValueError(f"{what} {channels[i]!r} does not identify one class ({own}).")
+            out[masks[:, i : i + 1]] = own.pop()
         return out
 
     def region_targets_for_sigmoid(self, class_map: torch.Tensor) -> torch.Tensor:

@@ -14,19 +14,17 @@ in one :class:`BundleContractError` raised before any compute.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustseg.contract import CONTRACT, ContractId
+from robustseg.contract import CONTRACT, ContractId, references
 
 __all__ = ["BundleAdapter", "BundleContractError", "Provided", "find_base_config"]
 
 _CONFIG_NAMES = ("train", "inference")
 _EXTENSIONS = (".json", ".yaml", ".yml")
-_REF = re.compile(r"[@%]([A-Za-z_][A-Za-z0-9_#]*)")
 BRATS_REGION_TRANSFORM = "ConvertToMultiChannelBasedOnBratsClassesd"
 
 
@@ -59,17 +57,6 @@ def find_base_config(bundle_dir: Path) -> Path:
         f"configs/inference.json (found {found or 'no configs folder'}). Point robustseg at the bundle's folder, "
         "the one holding configs/ and models/."
     )
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _strings(v)
 
 
 @dataclass
@@ -121,7 +108,7 @@ class BundleAdapter:
                 target = node.get("_target_")
                 if isinstance(target, str):
                     found.add(target.rsplit(".", 1)[-1])
-            todo += [m.group(1) for text in _strings(value) for m in _REF.finditer(text)]
+            todo += sorted(references(value))
         return found
 
     def evaluate(self, key: str) -> Any:
