@@ -12,6 +12,14 @@ start=$(date +%s)
 DATA="${DEMO_DATA:-data/phantoms}"
 BUNDLE=bundles/brats_unet3d
 overrides=("$@")
+# MONAI starts every bundle run with two notices: trust the configs (they run code), and "Not all config files are
+# in ..." (the overlays live in configs/, outside the bundle). Here the configs are robustseg's own and meta_file and
+# logging_file are given, so both are shown for the first run only.
+first_run=1
+quiet() {
+    if [ -n "$first_run" ]; then first_run=""; "$@"; return; fi
+    PYTHONWARNINGS="ignore:parsing config_file:UserWarning" "$@" 2>&1 | sed -u '/Not all config files are in/d'
+}
 steps=$([ -n "${DEMO_CERTIFY:-}" ] && echo 5 || echo 4)
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
 
@@ -27,10 +35,10 @@ common=(--bundle_root "$BUNDLE" --dataset_dir "$DATA" --meta_file "$BUNDLE/confi
         --logging_file "$BUNDLE/configs/logging.conf" --ckpt_dir "$CKPT"
         --metrics_dir "$OUT/metrics" --prediction_dir "$OUT/predictions")
 echo "[demo] 2/$steps training the 3-D UNet (CPU profile configs/cpu_demo.json)"
-python -m monai.bundle run --config_file "['$BUNDLE/configs/train.json','configs/cpu_demo.json']" \
+quiet python -m monai.bundle run --config_file "['$BUNDLE/configs/train.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
 echo "[demo] 3/$steps evaluating the best checkpoint on the held-out test cases"
-python -m monai.bundle run \
+quiet python -m monai.bundle run \
     --config_file "['$BUNDLE/configs/train.json','$BUNDLE/configs/evaluate.json','configs/cpu_demo.json']" \
     "${common[@]}" "${overrides[@]}"
 echo
@@ -39,24 +47,24 @@ echo "Predictions (NIfTI, BraTS labels, input affine): $OUT/predictions"
 echo
 echo "[demo] 4/$steps attack audit, the one command you would point at your own bundle: robustseg audit"
 echo "       FGSM, i-FGSM and ti-FGSM (erase the tumour) beside noise of the same norm, paired Wilcoxon tests"
-robustseg audit "$BUNDLE" --dataset_dir "$DATA" --config_file configs/cpu_demo.json \
+quiet robustseg audit "$BUNDLE" --dataset_dir "$DATA" --config_file configs/cpu_demo.json \
     --checkpoint "$CKPT/model.pt" --output_dir "$OUT" --tracking_uri "sqlite:///$PWD/$BUNDLE/eval/mlflow.db"
 if [ -n "${DEMO_CERTIFY:-}" ]; then
     NOISY="$CKPT/noise_sigma0.25"
     files="'$BUNDLE/configs/train.json','configs/noise_training.json'"
     echo "[demo] 5/$steps certification: training a base model with Gaussian noise sigma 0.25 -> $NOISY"
-    python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
+    quiet python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
         "${common[@]}" --ckpt_dir "$NOISY" --noise_sigma 0.25 "${overrides[@]}"
     if [ "$DEMO_CERTIFY" = "denoised" ]; then
         echo "[demo] 5/$steps certification: training the diffusion denoiser -> $CKPT/denoiser"
-        python -m monai.bundle run --config_file "[$files,'configs/denoiser.json','configs/cpu_demo.json']" \
+        quiet python -m monai.bundle run --config_file "[$files,'configs/denoiser.json','configs/cpu_demo.json']" \
             "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" "${overrides[@]}"
         files="$files,'configs/denoiser.json','configs/certify.json','configs/certify_denoised.json'"
     else
         files="$files,'configs/certify.json'"
     fi
     echo "[demo] 5/$steps certification: SegCertify on the test cases (configs/cpu_demo.json: n0, n, alpha, cases)"
-    python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
+    quiet python -m monai.bundle run --config_file "[$files,'configs/cpu_demo.json']" \
         "${common[@]}" --ckpt_dir "$NOISY" --denoiser_ckpt_dir "$CKPT/denoiser" \
         --certify_output_dir "$OUT/certify" "${overrides[@]}"
 fi

@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/make_datalist.py --root /path/to/BraTS --output /path/datalist.json [--seed 0]
-        [--fractions 0.7 0.15 0.15] [--skip-invalid] [--rejected rejected.json] [--no-validate]
+        [--fractions 0.7 0.15 0.15] [--skip-invalid] [--rejected rejected.json] [--no-validate] [--overwrite]
 
 See :mod:`robustseg.data.cli`.
 """

@@ -107,16 +107,17 @@ def test_file_stores_are_refused(uri: str) -> None:
     assert "sqlite:///" in str(info.value)
 
 
-def test_sqlite_in_writable_folder_passes_and_creates_it(tmp_path: Path) -> None:
+def test_sqlite_in_writable_folder_passes_and_creates_nothing(tmp_path: Path) -> None:
+    """A check must leave nothing behind: a run that then fails on bad input would leave an empty folder."""
     folder = tmp_path / "new" / "eval"
     check_tracking_uri(f"sqlite:///{folder / DB_NAME}")
-    assert folder.is_dir()
+    assert not (tmp_path / "new").exists()
 
 
 def test_sqlite_folder_that_cannot_be_created_fails(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(TrackingUnavailableError, match="cannot create the folder"):
+    with pytest.raises(TrackingUnavailableError, match="is a file, not a folder"):
         check_tracking_uri(f"sqlite:///{blocker / DB_NAME}")
 
 

@@ -3,12 +3,17 @@
 Every subpackage is reachable as an attribute of the package, imported on first use, so bundle configs need only
 ``"$import robustseg"`` to refer to ``robustseg.data.transforms.CanonicalBraTSd`` and the like, while
 ``import robustseg.attacks`` loads neither the engines (Ignite), nor MLflow, nor matplotlib.
+
+In a bundle run (``python -m monai.bundle run``, which imports this package through the configs' ``"$import
+robustseg"``) a robustseg error ends the run with its one message and exit status 2 (:mod:`robustseg.errors`).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from robustseg import errors as _errors
 
 __version__ = "0.2.0"
 
@@ -20,9 +25,11 @@ SUBPACKAGES: tuple[str, ...] = (
     "conditions",
     "contract",
     "data",
+    "errors",
     "evaluation",
     "handlers",
     "labels",
+    "progress",
     "tracking",
     "workflows",
 )
@@ -38,3 +45,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+if _errors.is_bundle_run():
+    _errors.install()

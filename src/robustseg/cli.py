@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from robustseg.errors import debug_requested, discard_created, report, user_error
+
 __all__ = ["build_parser", "main"]
 
 
@@ -130,7 +132,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("ROBUSTSEG_DEBUG", "") not in ("", "0")
+    debug = args.debug or debug_requested()
     try:
         if args.verb == "audit":
             return _audit(args)
@@ -146,13 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from robustseg.data.cli import main as datalist_main
 
         return datalist_main(args.rest)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        if debug:
+    except Exception as error:
+        found = user_error(error)
+        if found is None or debug:
             raise
-        cause: BaseException = error
-        while cause.__cause__ is not None and isinstance(error, RuntimeError):  # MONAI wraps config errors
-            cause = cause.__cause__
-        print(f"robustseg: error: {cause}", file=sys.stderr)
+        discard_created()
+        print(report(found), file=sys.stderr)
         return 2
 
 

@@ -2,7 +2,7 @@
 
 Runs are driven through an explicit :class:`mlflow.tracking.MlflowClient` (never the fluent global "active run"), so
 a training run and the evaluation run chained after it in one process cannot leak into each other, and every run
-ends FINISHED or FAILED.
+ends FINISHED, FAILED or (stopped by a signal or Ctrl-C) KILLED.
 
 Where runs go: ``MLFLOW_TRACKING_URI`` when it is set, otherwise a SQLite store ``<output_dir>/mlflow.db`` with
 artifacts under ``<output_dir>/mlartifacts`` (MLflow 3.13+ refuses plain ``file://`` stores).
@@ -14,23 +14,30 @@ import inspect
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "RUN_FILE",
     "MlflowRun",
+    "Terminated",
     "TrackingUnavailableError",
     "check_tracking_uri",
     "current_bundle_config",
     "default_tracking_uri",
+    "end_status",
     "flatten_params",
+    "raise_on_termination",
     "recorded_run",
     "resolve_tracking_uri",
+    "termination_raises",
     "ui_command",
 ]
 
@@ -58,7 +65,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, with the fix in the message, when ``uri`` cannot hold runs.
 
     * ``http(s)://``: the server must answer its ``/health`` endpoint within ``timeout`` seconds;
-    * ``sqlite:///path``: the folder must be creatable and writable;
+    * ``sqlite:///path``: the folder must be writable, or creatable (it is created when a run starts, not here);
     * ``file://`` or a bare path: refused, MLflow 3.13+ no longer accepts file stores.
     """
     if uri.startswith(("http://", "https://")):
@@ -79,13 +86,17 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         return
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TrackingUnavailableError(f"cannot create the folder of the MLflow store {db}: {e}.") from e
-        if not os.access(db.parent, os.W_OK):
+        existing = db.parent
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
             raise TrackingUnavailableError(
-                f"the folder of the MLflow store {db} is not writable; choose another output_dir."
+                f"the MLflow store {db} cannot be created: {existing} is a file, not a folder; choose another "
+                "output_dir or tracking URI."
+            )
+        if not os.access(existing, os.W_OK):
+            raise TrackingUnavailableError(
+                f"the folder of the MLflow store {db} is not writable ({existing}); choose another output_dir."
             )
         return
     if uri.startswith("file:") or "://" not in uri:
@@ -153,6 +164,8 @@ class MlflowRun:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
+        if tracking_uri.startswith("sqlite:///"):  # the store's folder is made when the first run starts
+            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         experiment = self.client.get_experiment_by_name(experiment_name)
         if experiment is None:
@@ -206,11 +219,88 @@ class MlflowRun:
         self.client.set_terminated(self.run_id, status=status)
 
 
+RUN_FILE = "mlflow_run.json"
+"""Next to a resumable run's results: the MLflow run that holds them, so that a resume continues it."""
+
+
+class Terminated(SystemExit):
+    """The process was asked to stop (SIGTERM, SIGHUP): unwinds like ``SystemExit`` so that runs end KILLED."""
+
+
+def end_status(error: BaseException) -> str:
+    """The MLflow status of a run that ``error`` ended: KILLED when stopped from outside, else FAILED."""
+    return "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED"
+
+
+def raise_on_termination() -> Callable[[], None]:
+    """From now on SIGTERM and SIGHUP raise :class:`Terminated` (exit status 128 + signal) in the main thread;
+    returns the function that restores the previous handlers.
+
+    A process killed by a signal's default action runs no ``finally`` and no ``except``: its MLflow run would stay
+    RUNNING forever. Off the main thread (where handlers cannot be set) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, stop)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+@contextmanager
+def termination_raises() -> Iterator[None]:
+    """:func:`raise_on_termination` within the block."""
+    restore = raise_on_termination()
+    try:
+        yield
+    finally:
+        restore()
+
+
+def _resumable(uri: str, run_file: Path | None) -> tuple[str | None, str | None]:
+    """``(run_id to continue, run_id of a finished earlier run)`` from ``run_file`` (each ``None`` when none)."""
+    if run_file is None or not run_file.is_file():
+        return None, None
+    try:
+        record = json.loads(run_file.read_text())
+    except json.JSONDecodeError:
+        return None, None
+    if record.get("tracking_uri") != uri:
+        return None, None
+    from mlflow.tracking import MlflowClient
+
+    try:
+        status = MlflowClient(tracking_uri=uri).get_run(record["run_id"]).info.status
+    except Exception:  # deleted, or the store was replaced: start a new run
+        return None, None
+    return (None, record["run_id"]) if status == "FINISHED" else (record["run_id"], None)
+
+
 @contextmanager
 def recorded_run(
-    tracking_dir: str | Path, experiment_name: str, run_name: str, tracking_uri: str | None = None
+    tracking_dir: str | Path,
+    experiment_name: str,
+    run_name: str,
+    tracking_uri: str | None = None,
+    run_file: str | Path | None = None,
 ) -> Iterator[MlflowRun]:
-    """One MLflow run around a block: the store is checked first; the run ends FINISHED, or FAILED with the error.
+    """One MLflow run around a block: the store is checked first; the run ends FINISHED, KILLED (SIGTERM, Ctrl-C)
+    or FAILED with the error as a tag.
+
+    Args:
+        run_file: where the run's id is kept (a resumable run's output folder/:data:`RUN_FILE`). When it names an
+            unfinished run of the same store, that run is continued; a finished one is linked from the new run
+            (tag ``robustseg.previous_run``).
 
     Example::
 
@@ -219,11 +309,24 @@ def recorded_run(
     """
     uri = resolve_tracking_uri(tracking_dir, tracking_uri)
     check_tracking_uri(uri)
-    run = MlflowRun(uri, experiment_name, run_name)
+    path = Path(run_file) if run_file is not None else None
+    previous, finished = _resumable(uri, path)
+    tags = {"robustseg.previous_run": finished} if finished else {}
+    run = MlflowRun(uri, experiment_name, run_name, run_id=previous, tags=tags)
+    if previous:
+        logger.info("continuing the unfinished MLflow run %s (%s) in %s", previous, run_name, uri)
+    else:
+        logger.info("MLflow run %s (%s) in %s", run.run_id, run_name, uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_id": run.run_id, "tracking_uri": uri}) + "\n")
     try:
-        yield run
+        with termination_raises():
+            yield run
     except BaseException as error:
+        status = end_status(error)
         run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
-        run.end("FAILED")
+        run.end(status)
+        logger.info("MLflow run %s (%s) ended %s", run.run_id, run_name, status)
         raise
     run.end("FINISHED")

@@ -1,7 +1,7 @@
 """Command line: discover a BraTS root, validate its cases and write a split datalist.
 
 ``python scripts/make_datalist.py --root /data/BraTS2021 [--output datalist.json] [--seed 0]
-[--fractions 0.7 0.15 0.15] [--skip-invalid] [--rejected rejected.json] [--no-validate]``
+[--fractions 0.7 0.15 0.15] [--skip-invalid] [--rejected rejected.json] [--no-validate] [--overwrite]``
 
 Paths in the datalist are relative to ``--root``; the datalist also records the absolute root (``"root"``), which is
 the ``base_dir`` to pass to :func:`robustseg.data.datalist.load_datalist` when the datalist is written elsewhere.
@@ -31,6 +31,7 @@ def make_datalist(
     rejected: str | Path | None = None,
     validate: bool = True,
     atol: float = 1e-3,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Discover the cases under ``root``, validate them and write the datalist.
 
@@ -43,6 +44,7 @@ def make_datalist(
         rejected: where the report of rejected cases goes; default ``<output stem>_rejected.json`` next to the output.
         validate: ``False`` skips validation (the files are not opened).
         atol: affine tolerance of the validation.
+        overwrite: replace an existing datalist at ``output`` (otherwise that is an error).
 
     Returns:
         A summary: ``layout``, ``root``, ``output``, ``found``, ``valid``, ``rejected``, ``rejected_report``
@@ -50,11 +52,16 @@ def make_datalist(
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
+        FileExistsError: the datalist exists and ``overwrite`` is false.
         ValueError: no single layout under ``root``, a case fails validation (without ``skip_invalid``), bad
             ``fractions``, or no valid case is left.
     """
     root = Path(root).expanduser().resolve()
     out_path = Path(output).expanduser().resolve() if output is not None else root / "datalist.json"
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out_path} exists; pass --overwrite to replace it, or --output to write the datalist elsewhere."
+        )
     layout, records = discover_cases(root)
     report: Path | None = None
     if validate:
@@ -75,6 +82,7 @@ def make_datalist(
         "rejected": len(records) - len(valid),
         "rejected_report": str(report) if report is not None else None,
         "validated": validate,
+        "seed": seed,
         "splits": {name: len(datalist[name]) for name in SPLITS},
     }
 
@@ -82,7 +90,8 @@ def make_datalist(
 def _summary_text(s: dict[str, Any]) -> str:
     splits = ", ".join(f"{n} {name}" for name, n in s["splits"].items())
     checked = f"{s['valid']} valid, {s['rejected']} rejected" if s["validated"] else "not validated (--no-validate)"
-    text = f"Found {s['found']} {s['layout']} cases under {s['root']}: {checked}. Split (seed) into {splits}. "
+    text = f"Found {s['found']} {s['layout']} cases under {s['root']}: {checked}. "
+    text += f"Split (seed {s['seed']}) into {splits}. "
     text += f"Wrote {s['output']}."
     if s["rejected_report"]:
         text += f" Rejected cases and reasons: {s['rejected_report']}."
@@ -111,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid cases out instead of stopping")
     p.add_argument("--rejected", type=Path, default=None, help="report of rejected cases (default: next to the output)")
     p.add_argument("--no-validate", action="store_true", help="do not open the files to validate them")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing datalist at --output")
     p.add_argument("--atol", type=float, default=1e-3, help="affine tolerance between a case's files (default: 1e-3)")
     return p
 
@@ -129,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rejected=args.rejected,
             validate=not args.no_validate,
             atol=args.atol,
+            overwrite=args.overwrite,
         )
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -50,10 +50,10 @@ import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from robustseg.data.datalist import write_datalist
 from robustseg.data.layouts import MODALITIES, get_layout
+from robustseg.progress import progress as progress_bar
 
 __all__ = [
     "TISSUES",
@@ -596,7 +596,7 @@ def make_phantom_dataset(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(i, seed, config, str(output_dir)) for i in range(num_cases)]
-    bar = functools.partial(tqdm, total=num_cases, desc="phantoms", unit="case", disable=not progress)
+    bar = functools.partial(progress_bar, total=num_cases, desc="phantoms", unit="case", disable=not progress)
     if num_workers == 0:
         records = [_generate_and_write(job) for job in bar(jobs)]
     else:

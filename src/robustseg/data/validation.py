@@ -26,16 +26,19 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from tqdm.auto import tqdm
 
 from robustseg.data.layouts import MODALITIES, BraTSLayout, get_layout
 from robustseg.data.naming import case_id_of
+from robustseg.progress import progress
 
 __all__ = ["CaseValidationError", "validate_case", "validate_cases", "validate_datalist", "validate_entries"]
 
 logger = logging.getLogger(__name__)
 
-_SKIP_HINT = "or leave the case out with skip_invalid=True (make_datalist.py --skip-invalid)"
+
+def _skip_hint(root: str | Path) -> str:
+    """How to leave an invalid case out, as the command a user runs (not a Python keyword)."""
+    return f"or leave the case out: rewrite the datalist, `robustseg datalist --root {root} --skip-invalid --overwrite`"
 
 
 class CaseValidationError(ValueError):
@@ -132,15 +135,15 @@ def validate_case(
         if not path.is_file():
             fix = (
                 "add it; if this is an unlabelled (validation) case, point --root at a folder of labelled cases, "
-                + _SKIP_HINT
+                + _skip_hint(root)
                 if is_label
-                else f"add it {_SKIP_HINT}"
+                else f"add it {_skip_hint(root)}"
             )
             problem(f"the {what} is missing; {fix}")
             continue
         read = _read(path)
         if isinstance(read, str):
-            problem(f"the {what} {read} {_SKIP_HINT}")
+            problem(f"the {what} {read} {_skip_hint(root)}")
             continue
         img, data = read
 
@@ -175,7 +178,8 @@ def validate_case(
             bad = int(data.size - np.count_nonzero(np.isfinite(data)))
             if bad:
                 problem(
-                    f"the {what} has {bad} non-finite (NaN/Inf) intensities; replace them (e.g. with 0) {_SKIP_HINT}"
+                    f"the {what} has {bad} non-finite (NaN/Inf) intensities; replace them (e.g. with 0) "
+                    + _skip_hint(root)
                 )
         del data, img
     return problems
@@ -195,13 +199,13 @@ def _validate_files(record: dict[str, Any], root: Path, case_id: str, atol: floa
     for what, rel in files:
         path = Path(rel) if Path(rel).is_absolute() else root / rel
         if not path.is_file():
-            problems.append(CaseValidationError(case_id, path, f"the {what} is missing; add it {_SKIP_HINT}"))
+            problems.append(CaseValidationError(case_id, path, f"the {what} is missing; add it {_skip_hint(root)}"))
             continue
         if not str(path).endswith((".nii", ".nii.gz")):
             continue  # other formats are read by MONAI's LoadImage; nothing more to check here
         read = _read(path)
         if isinstance(read, str):
-            problems.append(CaseValidationError(case_id, path, f"the {what} {read} {_SKIP_HINT}"))
+            problems.append(CaseValidationError(case_id, path, f"the {what} {read} {_skip_hint(root)}"))
             continue
         img, data = read
         shape, affine = tuple(int(v) for v in data.shape[:3]), np.asarray(img.affine, dtype=np.float64)
@@ -262,7 +266,7 @@ def validate_cases(
     """
     valid: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    for record in tqdm(records, desc="validating cases", unit="case"):
+    for record in progress(records, desc="validating cases", unit="case"):
         problems = validate_case(record, root, atol=atol)
         if not problems:
             valid.append(record)

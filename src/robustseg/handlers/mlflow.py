@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from robustseg.handlers.metrics import loss_from_output
-from robustseg.tracking import MlflowRun, check_tracking_uri, current_bundle_config, resolve_tracking_uri, ui_command
+from robustseg.tracking import (
+    MlflowRun,
+    check_tracking_uri,
+    current_bundle_config,
+    end_status,
+    raise_on_termination,
+    resolve_tracking_uri,
+    ui_command,
+)
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -70,6 +78,7 @@ class MLflowTracker:
         self.run: MlflowRun | None = None
         self._trainer: Engine | None = None
         self._losses: list[float] = []
+        self._restore_signals: Callable[[], None] = lambda: None
 
     @property
     def run_id_file(self) -> Path:
@@ -106,6 +115,7 @@ class MLflowTracker:
             return
         previous = self._previous_run_id()
         self.run = MlflowRun(self.tracking_uri, self.experiment_name, self.run_name, run_id=previous, tags=self.tags)
+        self._restore_signals = raise_on_termination()  # a killed run ends KILLED, not RUNNING forever
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.run_id_file.write_text(json.dumps({"run_id": self.run.run_id, "tracking_uri": self.tracking_uri}) + "\n")
         self.run.log_params(self.params)
@@ -151,6 +161,7 @@ class MLflowTracker:
         for path in self.artifacts:
             self.run.log_artifact(path)
         self.run.end("FINISHED")
+        self._restore_signals()
         logger.info(
             "MLflow run %s (%s) FINISHED; open the UI with: %s",
             self.run.run_id,
@@ -161,8 +172,11 @@ class MLflowTracker:
 
     def fail(self, engine: Engine, error: BaseException) -> None:
         if self.run is not None:
+            status = end_status(error)
             self.run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
-            self.run.end("FAILED")
+            self.run.end(status)
+            self._restore_signals()
+            logger.info("MLflow run %s (%s) ended %s", self.run.run_id, self.run_name, status)
             self.run = None
         raise error
 

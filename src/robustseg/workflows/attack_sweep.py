@@ -11,6 +11,7 @@ inside one MLflow run and writes the report.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,13 @@ from robustseg.conditions import (
     attack_conditions,
     noise_conditions,
 )
+from robustseg.errors import about
 from robustseg.labels import BRATS, LabelScheme
-from robustseg.tracking import recorded_run
+from robustseg.tracking import RUN_FILE, recorded_run
 from robustseg.workflows import distributed
 from robustseg.workflows.sweep import ConditionSweep
 
-__all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "run_attack_audit"]
+__all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "check_budgets", "run_attack_audit"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,13 @@ class AttackSweep(ConditionSweep):
         if loss:
             common["loss"] = loss
         threat = {"norm": norm, "unit": unit, "clip_min": clip_min, "clip_max": clip_max, "mask": mask}
+        with about("--attacks (robustseg audit: --attack)"):
+            if not attacks:
+                raise ValueError(f"no attack is given; name at least one of {sorted(ATTACKS)}.")
+            for spec in attacks:
+                AttackSpec.parse(spec)
+        with about("--attack_eps (robustseg audit: --eps)"):
+            eps = check_budgets(eps)
         attacks_ = attack_conditions(unwrap(network), attacks, eps, **threat, **common)
         conditions: list[Condition] = list(attacks_)
         if noise:
@@ -137,6 +146,21 @@ class AttackSweep(ConditionSweep):
         )
 
 
+def check_budgets(eps: Sequence[Any]) -> list[float]:
+    """The budgets as floats: at least one, each a finite number > 0, none twice."""
+    if isinstance(eps, str | bytes) or not isinstance(eps, Sequence) or not eps:
+        raise ValueError(f'give a list of budgets > 0 such as "[0.05, 0.1]" but got {eps!r}.')
+    budgets = []
+    for e in eps:
+        value = float(e) if isinstance(e, int | float) and not isinstance(e, bool) else math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"every budget must be a finite number > 0, but {list(eps)} holds {e!r}.")
+        budgets.append(value)
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f"{budgets} lists a budget twice.")
+    return budgets
+
+
 def run_attack_audit(
     sweep: ConditionSweep,
     tracking_dir: str | Path,
@@ -154,10 +178,12 @@ def run_attack_audit(
     """
     from robustseg.evaluation.report import headline_table, write_html_report
 
+    sweep.load()  # bad input stops here, before an MLflow run is recorded
     if not distributed.is_rank0():
         sweep.run()
         return None
-    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as run:
+    run_file = sweep.output_dir / RUN_FILE
+    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri, run_file=run_file) as run:
         run.log_params({k: v for k, v in sweep.settings().items() if k != "checkpoint_sha256"})
         outcome = sweep.run()
         if outcome is None:
@@ -178,6 +204,7 @@ def run_attack_audit(
         for r in outcome["rows"]:
             means.setdefault(f"dice_{r['region']}_{r['condition']}".replace("@", "_eps"), []).append(r["dice"])
         run.log_metrics({_metric_name(k): float(np.nanmean(v)) for k, v in means.items()}, step=0)
+        run.log_metrics({"rows_reused": sweep.reused_rows, "cases_computed": sweep.computed_cases}, step=0)
         verdicts: dict[str, bool] = {}
         for check in outcome["checks"]:
             verdicts[check.name] = verdicts.get(check.name, True) and check.passed

@@ -15,12 +15,14 @@ import logging
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robustseg.contract import CONTRACT
+from robustseg.errors import creating
 from robustseg.workflows.bundle import BundleAdapter, BundleContractError, Provided
 
 __all__ = ["OVERLAYS_DIR", "AuditPlan", "plan_audit", "run_audit"]
@@ -175,6 +177,8 @@ def plan_audit(
         chosen["certify_output_dir"] = str(out / "certify")
     chosen.update(settings or {})
 
+    for name in ("bundle_overlay.json", "audit_settings.json", "audit_command.sh"):
+        creating(out / name)  # removed again if the audit then fails on bad input
     out.mkdir(parents=True, exist_ok=True)
     overlay_path, settings_path = out / "bundle_overlay.json", out / "audit_settings.json"
     _write(overlay_path, json.dumps(overlay, indent=4) + "\n")
@@ -202,14 +206,39 @@ def _write(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
+class _Once(logging.Filter):
+    """Let a known, harmless log message through once (MONAI repeats some for every config file)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.prefix):
+            return True
+        shown, self.seen = self.seen, True
+        return not shown
+
+
 def run_audit(plan: AuditPlan) -> None:
     """Run each workflow of ``plan`` as ``python -m monai.bundle run`` does, in this process."""
     from monai.bundle import run
 
     from robustseg.workflows import distributed
 
-    with distributed.held_group():  # under torchrun: one process group for all the workflows
-        for workflow, files, args in plan.runs:
-            if distributed.is_rank0():
-                print(f"[robustseg audit] {workflow}: {plan.output_dir}", file=sys.stderr)
-            run(config_file=files, **args)
+    # the overlays live outside the bundle's configs/ and meta_file / logging_file are given: MONAI's warning about
+    # that, logged once per overlay and workflow, is shown once
+    once = _Once("Not all config files are in")
+    monai_logger = logging.getLogger("monai.bundle.workflows")
+    monai_logger.addFilter(once)
+    try:
+        with distributed.held_group(), warnings.catch_warnings():  # under torchrun: one process group for all
+            for number, (workflow, files, args) in enumerate(plan.runs):
+                if distributed.is_rank0():
+                    print(f"[robustseg audit] {workflow}: {plan.output_dir}", file=sys.stderr)
+                if number:  # MONAI's notice on trusting configs was shown for the first workflow: once is enough
+                    warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
+                run(config_file=files, **args)
+    finally:
+        monai_logger.removeFilter(once)

@@ -32,12 +32,14 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions.base import derive_seed
 from robustseg.data.naming import case_ids
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.errors import about, keep_created
 from robustseg.evaluation.dice import get_policy
 from robustseg.evaluation.metrics import region_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
-from robustseg.tracking import recorded_run
+from robustseg.progress import progress
+from robustseg.tracking import RUN_FILE, recorded_run
 from robustseg.workflows import distributed
 from robustseg.workflows.fingerprint import (
     claim_output_dir,
@@ -72,7 +74,7 @@ COLUMNS = [
 KEY = ["case_id", "mode", "sigma", "tau", "region"]
 MAP_ABSTAIN = 255
 """Value of abstained voxels in the saved certified maps (class indices elsewhere)."""
-OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "maps", "report")
+OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "maps", "report", "mlflow_run.json")
 """What a certification run writes into its folder (``fresh`` removes these and nothing else)."""
 
 
@@ -135,25 +137,35 @@ class CertificationRun:
         empty_policy: str = "brats",
         fresh: bool = False,
     ) -> None:
-        if not sigmas:
-            raise ValueError("sigmas is empty; give at least one noise level > 0.")
-        if not taus:
-            raise ValueError("taus is empty; give at least one tau in (0.5, 1).")
-        self.sigmas = [check_sigma(s) for s in sigmas]
-        self.taus = [check_tau(t) for t in taus]
-        self.n0, self.n = check_count(n0, "n0"), check_count(n, "n")
-        self.alpha = check_alpha(alpha)
-        if correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
+        with about("--certify_sigmas"):
+            if not sigmas:
+                raise ValueError('give at least one noise level > 0, e.g. "[0.25]".')
+            self.sigmas = [check_sigma(s) for s in sigmas]
+        with about("--certify_taus"):
+            if not taus:
+                raise ValueError('give at least one tau in (0.5, 1), e.g. "[0.75]".')
+            self.taus = [check_tau(t) for t in taus]
+        with about("--certify_n0 / --certify_n"):
+            self.n0, self.n = check_count(n0, "n0"), check_count(n, "n")
+        with about("--certify_alpha"):
+            self.alpha = check_alpha(alpha)
+        with about("--certify_correction"):
+            if correction not in CORRECTIONS:
+                raise ValueError(f"correction must be one of {list(CORRECTIONS)} but is {correction!r}.")
         self.correction = correction
         self.modes = list(modes) if modes else (["plain", "denoised"] if denoiser is not None else ["plain"])
-        unknown = [m for m in self.modes if m not in MODES]
-        if unknown:
-            raise ValueError(f"unknown smoothing mode {unknown}; choose from {list(MODES)}.")
-        if "denoised" in self.modes and denoiser is None:
-            raise ValueError("mode 'denoised' needs a denoiser; train one with configs/denoiser.json and set it.")
-        if mask not in ("nonzero", "none"):
-            raise ValueError(f"mask must be 'nonzero' or 'none' but is {mask!r}.")
+        with about("--certify_modes"):
+            unknown = [m for m in self.modes if m not in MODES]
+            if unknown:
+                raise ValueError(f"unknown smoothing mode {unknown}; choose from {list(MODES)}.")
+            if "denoised" in self.modes and denoiser is None:
+                raise ValueError(
+                    "mode 'denoised' needs a denoiser; train one with configs/denoiser.json and add "
+                    "configs/certify_denoised.json."
+                )
+        with about("--certify_mask"):
+            if mask not in ("nonzero", "none"):
+                raise ValueError(f"mask must be 'nonzero' or 'none' but is {mask!r}.")
         self.network = unwrap(network)
         self.checkpoint = Path(checkpoint)
         self.inferer = inferer
@@ -166,6 +178,8 @@ class CertificationRun:
         self.scheme = scheme
         self.device = torch.device(device)
         self.seed = int(seed)
+        self._loaded = False
+        self.reused_rows = self.computed_cases = 0
         self.max_cases = max_cases
         self.policy = get_policy(empty_policy)
         self.fresh = bool(fresh)
@@ -236,10 +250,14 @@ class CertificationRun:
         }
 
     def load(self) -> None:
+        """Check the checkpoint and the cases, then the output folder's fingerprint (once, before any compute)."""
+        if self._loaded:
+            return
         load_checkpoint(self.checkpoint, self.network, self.device)
         if self._num_cases() == 0:
             raise ValueError("the certification run has no cases; check the bundle's test_data.")
         claim_output_dir(self.output_dir, self.fingerprint(), OUTPUTS, self.fresh)
+        self._loaded = True
 
     def smoother(self, sigma: float, mode: str) -> SegmentationSmoother:
         return SegmentationSmoother(
@@ -265,17 +283,14 @@ class CertificationRun:
     def run(self) -> dict[str, Any] | None:
         """Run (or resume) the certification; on rank 0 returns the rows, the statistics and the examples."""
         self.load()
+        keep_created()  # from here on results are written: a later failure must keep them for the resume
         self.output_dir.mkdir(parents=True, exist_ok=True)
         store = distributed.open_store(self.output_dir, COLUMNS, KEY)
         ids = self.case_ids()
         first_region = self.scheme.region_names[0]
-        from tqdm import tqdm
 
-        for index in tqdm(
-            distributed.shard(len(ids)), desc="certification", unit="case", disable=not distributed.is_rank0()
-        ):
-            case_id = ids[index]
-            todo = [
+        def todo_of(case_id: str) -> list[tuple[str, float]]:
+            return [
                 (mode, sigma)
                 for mode in self.modes
                 for sigma in self.sigmas
@@ -284,29 +299,55 @@ class CertificationRun:
                     for t in self.taus
                 )
             ]
-            if not todo:
-                continue
-            item = self.dataset[index]
-            x = torch.as_tensor(item["image"])[None].to(self.device)
-            y = self.scheme.label_class_map(torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}")
-            base = self._base_dice(x, y)
-            brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
-            for mode, sigma in todo:
-                certificates = self.smoother(sigma, mode).certify(
-                    x,
-                    n0=self.n0,
-                    n=self.n,
-                    alpha=self.alpha,
-                    tau=list(self.taus),
-                    correction=self.correction,
-                    seed=self.case_seed(case_id, sigma),
+
+        mine = distributed.shard(len(ids))
+        work = [i for i in mine if todo_of(ids[i])]
+        self.reused_rows, self.computed_cases = len(store), len(work)
+        logger.info(
+            "certification of %d cases into %s: %s",
+            len(ids),
+            self.output_dir,
+            f"reusing {len(store)} stored rows ({len(mine) - len(work)} cases complete), computing {len(work)} cases"
+            if len(store)
+            else f"computing {len(work)} cases",
+        )
+        bar = progress(
+            total=len(mine),
+            initial=len(mine) - len(work),
+            desc="certification",
+            unit="case",
+            disable=not distributed.is_rank0(),
+        )
+        with bar:
+            for index in work:
+                case_id = ids[index]
+                todo = todo_of(case_id)
+                item = self.dataset[index]
+                x = torch.as_tensor(item["image"])[None].to(self.device)
+                y = self.scheme.label_class_map(
+                    torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}"
                 )
-                for cert in certificates:
-                    self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
-                    metrics = certified_metrics(cert.classes, y[0], self.scheme, mask=brain, empty_policy=self.policy)
-                    store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
-                    if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
-                        self._remember_example(case_id, mode, sigma, cert.tau, x, y, cert.classes)
+                base = self._base_dice(x, y)
+                brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
+                for mode, sigma in todo:
+                    certificates = self.smoother(sigma, mode).certify(
+                        x,
+                        n0=self.n0,
+                        n=self.n,
+                        alpha=self.alpha,
+                        tau=list(self.taus),
+                        correction=self.correction,
+                        seed=self.case_seed(case_id, sigma),
+                    )
+                    for cert in certificates:
+                        self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
+                        metrics = certified_metrics(
+                            cert.classes, y[0], self.scheme, mask=brain, empty_policy=self.policy
+                        )
+                        store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
+                        if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
+                            self._remember_example(case_id, mode, sigma, cert.tau, x, y, cert.classes)
+                bar.update()
         distributed.barrier()
         if not distributed.is_rank0():
             return None
@@ -422,10 +463,12 @@ def run_certification(
     """Run ``run`` inside one MLflow run, write its report, print the summary; returns the report path."""
     from robustseg.evaluation.certify_report import summary_table, write_certification_report
 
+    run.load()  # bad input stops here, before an MLflow run is recorded
     if not distributed.is_rank0():
         run.run()
         return None
-    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri) as mlflow_run:
+    run_file = run.output_dir / RUN_FILE
+    with recorded_run(tracking_dir, experiment_name, run_name, tracking_uri, run_file=run_file) as mlflow_run:
         voxels = int(np.prod(run.dataset[0]["image"].shape[1:])) if len(run.dataset) else 1  # run() says if empty
         needed = {f"tau{t:g}": votes_needed(voxels, run.n, t, run.alpha) for t in run.taus}  # Bonferroni threshold
         for key, k in needed.items():
@@ -456,5 +499,6 @@ def run_certification(
                 means.setdefault(f"certified_accuracy_{tag}", []).append(r["certified_accuracy"])
                 means.setdefault(f"abstain_rate_{tag}", []).append(r["abstain_rate"])
         mlflow_run.log_metrics({k: float(np.nanmean(v)) for k, v in means.items()}, step=0)
+        mlflow_run.log_metrics({"rows_reused": run.reused_rows, "cases_computed": run.computed_cases}, step=0)
         mlflow_run.log_artifact(run.output_dir, "certify")
     return report

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from robustseg.errors import creating
+
 __all__ = [
     "FILE",
     "FingerprintMismatchError",
@@ -166,6 +168,7 @@ def check_fingerprint(
                 f"(an older robustseg, or a copied file). {fix}"
             )
         if write:
+            creating(path)  # a run that then fails on bad input leaves no folder behind
             output_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(fingerprint, indent=2, default=str) + "\n")
         return

@@ -39,6 +39,7 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions import CLEAN, AttackCondition, CaseContext, Condition, TransferCondition, check_unique_labels
 from robustseg.data.naming import case_ids, case_output_name
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.errors import keep_created
 from robustseg.evaluation.dice import get_policy
 from robustseg.evaluation.metrics import region_metrics, spacing_from_affine
 from robustseg.evaluation.results import ResultsStore
@@ -53,6 +54,7 @@ from robustseg.evaluation.selfchecks import (
 )
 from robustseg.evaluation.statistics import compare_conditions
 from robustseg.labels import BRATS, LabelScheme
+from robustseg.progress import progress
 from robustseg.workflows import distributed
 from robustseg.workflows.fingerprint import (
     claim_output_dir,
@@ -68,7 +70,7 @@ logger = logging.getLogger(__name__)
 COLUMNS = ["case_id", "condition", "kind", "attack", "eps", "region", "dice", "hd95", "linf", "l2", "psnr_db"]
 KEY = ["case_id", "condition", "region"]
 WORST = "worst"
-OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "examples", "report")
+OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "examples", "report", "mlflow_run.json")
 """What a sweep writes into its folder (``fresh`` removes these and nothing else)."""
 
 
@@ -189,6 +191,8 @@ class ConditionSweep:
         self.scheme = scheme
         self.device = torch.device(device)
         self.seed = int(seed)
+        self._loaded = False
+        self.reused_rows = self.computed_cases = 0
         self.num_examples = int(num_examples)
         self.policy = get_policy(empty_policy)
         self.max_cases = None if max_cases is None else int(max_cases)
@@ -255,11 +259,18 @@ class ConditionSweep:
         }
 
     def load(self) -> None:
-        """Check the checkpoint and the cases, then the output folder's fingerprint; all before any compute."""
+        """Check the checkpoint and the cases, then the output folder's fingerprint; all before any compute.
+
+        Runs once: :func:`~robustseg.workflows.attack_sweep.run_attack_audit` calls it before it opens the MLflow
+        run, so that bad input records no run.
+        """
+        if self._loaded:
+            return
         load_checkpoint(self.checkpoint, self.network, self.device)
         if len(self.dataset) == 0:
             raise ValueError("the sweep has no cases; check the datalist's split.")
         claim_output_dir(self.output_dir, self.fingerprint(), OUTPUTS, self.fresh)
+        self._loaded = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inferer(x, self.network)
@@ -278,29 +289,31 @@ class ConditionSweep:
     def run(self) -> dict[str, Any] | None:
         """Run (or resume) the sweep; on rank 0 returns rows, statistics, self-checks, examples and settings."""
         self.load()
+        keep_created()  # from here on results are written: a later failure must keep them for the resume
         self.output_dir.mkdir(parents=True, exist_ok=True)
         store = distributed.open_store(self.output_dir, COLUMNS, KEY)
         ids = self.case_ids()
         mine = distributed.shard(len(ids))
         rank, world = distributed.rank_and_world()
+        examples = self.example_conditions()
+        work = [i for i in mine if self._todo(i, ids[i], store, examples) is not None]
+        self.reused_rows, self.computed_cases = len(store), len(work)
         logger.info(
-            "sweep of %d cases x %d conditions + clean into %s (%d rows stored)%s",
+            "sweep of %d cases x %d conditions + clean into %s: %s%s",
             len(ids),
             len(self.conditions),
             self.output_dir,
-            len(store),
+            f"reusing {len(store)} stored rows ({len(mine) - len(work)} cases complete), computing {len(work)} cases"
+            if len(store)
+            else f"computing {len(work)} cases",
             f"; rank {rank} of {world} scores {len(mine)} of them" if world > 1 else "",
         )
-        from tqdm import tqdm
-
-        examples = self.example_conditions()
-        work = [i for i in mine if self._todo(i, ids[i], store, examples) is not None]
         quiet = not distributed.is_rank0()
-        progress = tqdm(total=len(mine), initial=len(mine) - len(work), desc="sweep", unit="case", disable=quiet)
-        with progress:
+        bar = progress(total=len(mine), initial=len(mine) - len(work), desc="sweep", unit="case", disable=quiet)
+        with bar:
             for index, item in prefetched(self.dataset, work):
                 self._case(index, ids[index], store, examples, item)
-                progress.update()
+                bar.update()
         distributed.barrier()
         if not distributed.is_rank0():
             return None
