@@ -10,7 +10,18 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustseg"
-CORE = ("attacks", "certification", "conditions", "data", "defenses", "evaluation", "labels.py", "checkpoints.py")
+CORE = (
+    "attacks",
+    "certification",
+    "conditions",
+    "data",
+    "defenses",
+    "evaluation",
+    "labels.py",
+    "checkpoints.py",
+    "errors.py",
+    "progress.py",
+)
 FORBIDDEN = (
     "ignite",
     "mlflow",

@@ -134,6 +134,13 @@ CONTRACT: tuple[ContractId, ...] = (
         zoo=("validate#postprocessing (Activationsd sigmoid/softmax)",),
     ),
     ContractId(
+        "channel_names",
+        "Names of the input channels (MRI sequences: T1, T1c, T2, FLAIR), shown in reports; FLAIR is shown when "
+        "named; null shows 'channel 0', ...",
+        None,
+        zoo=("metadata.json network_data_format#inputs#image#channel_def",),
+    ),
+    ContractId(
         "label_scheme",
         "A robustseg.labels.LabelScheme: class names, the reported regions, the ignore index and, for sigmoid "
         "heads, the region of each channel.",

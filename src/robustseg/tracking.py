@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CHECKPOINT_TAG",
     "RUN_FILE",
     "MlflowRun",
     "Terminated",
     "TrackingUnavailableError",
+    "absolute_paths",
+    "bundle_value",
     "check_tracking_uri",
     "current_bundle_config",
     "default_tracking_uri",
@@ -38,6 +41,7 @@ __all__ = [
     "recorded_run",
     "resolve_tracking_uri",
     "termination_raises",
+    "training_run_of",
     "ui_command",
 ]
 
@@ -106,6 +110,39 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         )
 
 
+CHECKPOINT_TAG = "checkpoint_sha256"
+"""Tag of a training run: the SHA-256 of the checkpoint it produced, by which evaluations find the run."""
+
+
+def training_run_of(uri: str, checkpoint_sha256: str) -> str | None:
+    """The id of the run that produced the checkpoint with this hash (tag :data:`CHECKPOINT_TAG`), or ``None``."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        ids = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(
+            ids, filter_string=f"tags.{CHECKPOINT_TAG} = '{checkpoint_sha256}'", order_by=["start_time DESC"]
+        )
+    except Exception:  # an empty or unreadable store knows no training run
+        return None
+    return runs[0].info.run_id if runs else None
+
+
+def absolute_paths(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with relative paths that exist made absolute (nested mappings included), so that a run's params
+    say where its data and checkpoints are wherever the UI is opened."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            out[key] = absolute_paths(value)
+        elif isinstance(value, str | Path) and str(value) and not Path(value).is_absolute() and Path(value).exists():
+            out[key] = str(Path(value).resolve())
+        else:
+            out[key] = value
+    return out
+
+
 def ui_command(uri: str) -> str:
     """The shell command that opens the MLflow UI on ``uri``."""
     if uri.startswith(("http://", "https://")):
@@ -126,6 +163,17 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
+def _bundle_parser() -> Any:
+    """The MONAI ``ConfigParser`` of the bundle being run, found on the call stack, or ``None``."""
+    from monai.bundle import ConfigParser
+
+    for frame_info in inspect.stack(context=0):
+        candidate = frame_info.frame.f_locals.get("self")
+        if isinstance(candidate, ConfigParser):
+            return candidate
+    return None
+
+
 def current_bundle_config() -> dict[str, Any] | None:
     """The merged config (with command-line overrides) of the MONAI bundle being parsed, or ``None``.
 
@@ -133,14 +181,20 @@ def current_bundle_config() -> dict[str, Any] | None:
     resolves them, so the parser is on the call stack. This is how the executed config reaches MLflow without asking
     users for MONAI's ``--tracking`` flag.
     """
-    from monai.bundle import ConfigParser
+    parser = _bundle_parser()
+    config = parser.get() if parser is not None else None
+    return config if isinstance(config, dict) else None
 
-    for frame_info in inspect.stack(context=0):
-        candidate = frame_info.frame.f_locals.get("self")
-        if isinstance(candidate, ConfigParser):
-            config = candidate.get()
-            return config if isinstance(config, dict) else None
-    return None
+
+def bundle_value(config_id: str) -> Any:
+    """The resolved value of ``config_id`` in the bundle being run (``None`` outside a bundle run or when absent)."""
+    parser = _bundle_parser()
+    if parser is None or config_id not in parser:
+        return None
+    try:
+        return parser.get_parsed_content(config_id)
+    except Exception:  # an id that cannot be resolved here is not worth failing a report for
+        return None
 
 
 class MlflowRun:
@@ -201,8 +255,8 @@ class MlflowRun:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        if path.is_dir():  # under its own name (``metrics/...``) unless told otherwise
+            self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
         elif path.is_file():
             self.client.log_artifact(self.run_id, str(path), artifact_path)
         else:

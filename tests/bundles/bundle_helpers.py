@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,19 @@ def run_bundle(bundle: Path, data: Path, files: list[str], workflow_type: str = 
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def bundle_command(bundle: Path, data: Path, files: list[str], **overrides: Any) -> list[str]:
+    """``python -m monai.bundle run`` of ``files`` with the tiny settings, as a subprocess argument list."""
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
+    command += [
+        "--bundle_root",
+        str(bundle),
+        "--dataset_dir",
+        str(data),
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+    ]
+    for key, value in {**TINY, **overrides}.items():
+        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return command

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bundle_helpers import config_files, copy_bundle, run_bundle
 
 from robustseg.data.phantom import PhantomConfig, make_phantom_dataset
 
@@ -17,3 +18,11 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, num_cases=8, seed=0, config=PhantomConfig(spacing=4.0), fractions=(0.5, 0.25, 0.25), progress=False
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, phantom_root: Path) -> Path:
+    """A private copy of the bundle trained for 2 tiny epochs on the phantoms (``models/model.pt``)."""
+    bundle = copy_bundle(tmp_path_factory.mktemp("bundle"))
+    run_bundle(bundle, phantom_root, config_files(bundle))
+    return bundle

@@ -15,7 +15,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_helpers import BUNDLE, REPO, TINY, config_files, copy_bundle, run_bundle
+from bundle_helpers import BUNDLE, REPO, TINY, bundle_command, config_files, copy_bundle, run_bundle
 from mlflow.tracking import MlflowClient
 from monai.bundle import ConfigWorkflow
 
@@ -40,13 +40,6 @@ def region_dice(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
         p, g = np.isin(pred, classes), np.isin(label, classes)
         out[name] = 2.0 * (p & g).sum() / (p.sum() + g.sum())
     return out
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, phantom_root: Path) -> Path:
-    bundle = copy_bundle(tmp_path_factory.mktemp("bundle"))
-    run_bundle(bundle, phantom_root, config_files(bundle))
-    return bundle
 
 
 def test_training_writes_checkpoints_and_a_finished_mlflow_run(trained: Path) -> None:
@@ -95,6 +88,18 @@ def test_evaluate_scores_test_cases_and_saves_predictions_in_the_input_space(tra
         assert run.data.metrics[f"val_dice_{region}"] == pytest.approx(np.mean([h[region] for h in hand]), abs=1e-4)
     rows = (trained / "eval" / "metrics" / "val_mean_dice_raw.csv").read_text().splitlines()[1:]
     assert sorted(case_id_from_path(r.split(",")[0]) for r in rows) == sorted(saved)
+    # what was evaluated, and the training run that produced it; tables are artifacts of the run; paths absolute
+    from robustseg.workflows.fingerprint import file_sha256
+
+    (train,) = runs_named(trained, "train")
+    checkpoint = trained / "models" / "model.pt"
+    assert run.data.params["checkpoint"] == str(checkpoint.resolve())
+    assert run.data.params["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert run.data.params["training_run_id"] == train.info.run_id
+    assert Path(run.data.params["dataset_dir"]).is_absolute() and Path(run.data.params["datalist"]).is_absolute()
+    client = MlflowClient(default_tracking_uri(trained / "eval"))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "metrics")}
+    assert "metrics/dice_per_case.csv" in artifacts and "metrics/val_mean_dice_raw.csv" in artifacts
 
 
 def test_inference_writes_brats_labels_with_the_input_affine(trained: Path, phantom_root: Path) -> None:
@@ -196,21 +201,6 @@ def test_evaluate_without_checkpoint_says_to_train_first(tmp_path: Path, phantom
     with pytest.raises(RuntimeError) as info:
         run_bundle(bundle, phantom_root, config_files(bundle, "evaluate.json"))
     assert isinstance(info.value.__cause__, FileNotFoundError) and "Train the bundle first" in str(info.value.__cause__)
-
-
-def bundle_command(bundle: Path, data: Path, files: list[str], **overrides: Any) -> list[str]:
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
-    command += [
-        "--bundle_root",
-        str(bundle),
-        "--dataset_dir",
-        str(data),
-        "--meta_file",
-        str(bundle / "configs" / "metadata.json"),
-    ]
-    for key, value in {**TINY, **overrides}.items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    return command
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, phantom_root: Path) -> None:
@@ -327,7 +317,7 @@ def test_attack_audit_writes_results_statistics_report_and_one_mlflow_run(traine
     ("override", "message"),
     [
         ({"attacks": ["fgsm", "deepfool"]}, "unknown attack 'deepfool'"),
-        ({"attack_eps": [0.1, 0.0]}, "eps must be a finite number > 0"),
+        ({"attack_eps": [0.1, 0.0]}, "--attack_eps (robustseg audit: --eps): every budget must be a finite number > 0"),
         ({"attack_norm": "l1"}, "norm must be one of"),
     ],
 )

@@ -157,3 +157,20 @@ def test_pipeline_from_disk(tmp_path, make_case):
     torch.testing.assert_close(out["image"][3], raw["image"][0])  # FLAIR moved from channel 0 to 3
     assert sorted(torch.unique(out["label"]).tolist()) == [0, 1, 2, 3]
     assert torch.equal(out["label"] == 1, raw["label"] == 2)
+
+
+def test_saved_maps_are_written_in_the_input_layout_s_label_values() -> None:
+    """Canonical ET (3) is saved as 4 for a BraTS 2018-2022 case, an abstain marker stays, and the inverse holds."""
+    import torch
+
+    from robustseg.data.transforms import from_input_labels, to_input_labels
+    from robustseg.labels import BRATS, LabelScheme
+
+    classes = torch.tensor([[0, 1, 2, 3, 255]])
+    raw = to_input_labels(classes, BRATS.class_names, "brats2021", keep=(255,))
+    assert raw.tolist() == [[0, 1, 2, 4, 255]]
+    assert from_input_labels(raw, BRATS.class_names, "brats2021", keep=(255,)).tolist() == classes.tolist()
+    assert to_input_labels(classes[:, :4], BRATS.class_names, "brats2023").tolist() == [[0, 1, 2, 3]]
+    assert to_input_labels(classes[:, :4], BRATS.class_names, None).tolist() == [[0, 1, 2, 3]]  # layout unknown
+    other = LabelScheme(("background", "a", "b", "c"))
+    assert to_input_labels(classes[:, :4], other.class_names, "brats2021").tolist() == [[0, 1, 2, 3]]

@@ -29,6 +29,7 @@ from robustseg.evaluation.report import (
     write_html_report,
     write_tables,
 )
+from robustseg.evaluation.report.tables import answer_rows
 from robustseg.evaluation.selfchecks import SelfCheck
 from robustseg.evaluation.statistics import compare_conditions
 
@@ -48,7 +49,14 @@ def sweep_rows(n_cases: int = 5, seed: int = 0) -> list[dict[str, str]]:
         for region in REGIONS:
             clean = float(rng.uniform(0.7, 0.95))
             rows.append(
-                {"case_id": case, "attack": "clean", "eps": "0", "region": region, "dice": repr(clean), "hd95": "2.0"}
+                {
+                    "case_id": case,
+                    "attack": "clean",
+                    "eps": "0",
+                    "region": region,
+                    "dice": repr(clean),
+                    "hd95": repr(2.0 + i),
+                }
                 | {"linf": "", "l2": "", "psnr_db": ""}
             )
             for attack, slope in ATTACKS.items():
@@ -56,7 +64,12 @@ def sweep_rows(n_cases: int = 5, seed: int = 0) -> list[dict[str, str]]:
                     dice = float(np.clip(clean - slope * eps - rng.uniform(0, 0.05), 0, 1))
                     rows.append(
                         {"case_id": case, "attack": attack, "eps": repr(eps), "region": region, "dice": repr(dice)}
-                        | {"hd95": "5.5", "linf": repr(eps), "l2": repr(eps * 30), "psnr_db": repr(40 - 100 * eps)}
+                        | {
+                            "hd95": repr(5.5 + i + 10 * eps),
+                            "linf": repr(eps),
+                            "l2": repr(eps * 30),
+                            "psnr_db": repr(40 - 100 * eps),
+                        }
                     )
     return rows
 
@@ -223,12 +236,14 @@ def test_headline_table_means_equal_hand_computed_means() -> None:
                     for r in rows
                     if r["region"] == region and r["attack"] == attack and float(r["eps"]) == eps
                 ]
-                n, mean_clean, mean_attacked, drop, p = parsed[(region, f"{attack}@{eps:g}")]
+                n, mean_clean, mean_attacked, drop, p, hd_clean, hd_attacked = parsed[(region, f"{attack}@{eps:g}")]
                 assert int(n) == 5
                 assert float(mean_clean) == pytest.approx(sum(clean) / 5, abs=5e-4)
                 assert float(mean_attacked) == pytest.approx(sum(attacked) / 5, abs=5e-4)
                 assert float(drop) == pytest.approx((sum(clean) - sum(attacked)) / 5, abs=1e-3)
                 assert p == f"{holm_p[(region, f'{attack}@{eps:g}')]:.3g}"
+                assert float(hd_clean) == pytest.approx(sum(2.0 + i for i in range(5)) / 5, abs=5e-3)
+                assert float(hd_attacked) == pytest.approx(sum(5.5 + i + 10 * eps for i in range(5)) / 5, abs=5e-3)
 
 
 def checks() -> list[SelfCheck]:
@@ -311,3 +326,72 @@ def test_the_report_opens_with_the_worst_drop_per_region_and_the_self_check_verd
     assert "1 of 2 passed" in answer and "gradients" in answer
     assert "per region channel of the sigmoid head" in answer and "BraTS 2023+" in answer and "374 mm" in answer
     assert "Holm-adjusted p &le; 0.05" in page
+
+
+def test_small_sample_warning_states_the_bound_and_the_cases_needed() -> None:
+    from robustseg.evaluation.statistics import small_sample_warning, smallest_wilcoxon_p
+
+    assert smallest_wilcoxon_p(2) == 0.25 and smallest_wilcoxon_p(2, "two-sided") == 0.5
+    two = statistics_of(sweep_rows(n_cases=2))
+    p_values = [float(r["p_value"]) for r in two]
+    assert min(p_values) == pytest.approx(0.25)  # the bound is what scipy's exact test gives at best
+    warning = small_sample_warning(two)
+    tests = len(two)
+    needed = next(k for k in range(1, 64) if tests * 0.5**k <= 0.05)  # by hand: tests / 2**k <= alpha
+    assert warning is not None and "n = 2" in warning and f"At least {needed} cases" in warning
+    assert small_sample_warning(statistics_of(sweep_rows(n_cases=12))) is None
+
+
+def test_the_report_states_provenance_alpha_and_warns_on_small_samples(tmp_path: Path) -> None:
+    rows = sweep_rows(n_cases=2)
+    provenance = {"date": "2026-12-02T01:02:03+00:00", "commit": "abc123", "mlflow_run_id": "run-42"}
+    page = write_html_report(
+        tmp_path, rows, statistics_of(rows), checks(), [], {**SETTINGS, "provenance": provenance}
+    ).read_text()
+    assert "<h2>Provenance</h2>" in page and "abc123" in page and "run-42" in page
+    assert "alpha = 0.05" in page
+    assert "Small sample." in page and "n = 2" in page
+    big = sweep_rows(n_cases=12)
+    assert (
+        "Small sample." not in write_html_report(tmp_path / "b", big, statistics_of(big), [], [], SETTINGS).read_text()
+    )
+
+
+def test_the_answer_shows_hd95_beside_dice() -> None:
+    rows = sweep_rows()
+    cells = {r[0]: r for r in answer_rows(statistics_of(rows), rows)}
+    for region, row in cells.items():
+        eps = float(row[1].split("@")[1])
+        clean = np.mean([2.0 + i for i in range(5)])
+        attacked = np.mean([5.5 + i + 10 * eps for i in range(5)])
+        assert row[-1] == f"{clean:.2f} / {attacked:.2f}", region
+
+
+def test_a_single_budget_is_drawn_as_points_not_a_line_from_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+
+    lines: list[list[float]] = []
+    points: list[list[float]] = []
+    plot, errorbar = Axes.plot, Axes.errorbar
+    monkeypatch.setattr(Axes, "plot", lambda self, x, *a, **k: (lines.append(list(x)), plot(self, x, *a, **k))[1])
+    monkeypatch.setattr(
+        Axes, "errorbar", lambda self, x, *a, **k: (points.append(list(x)), errorbar(self, x, *a, **k))[1]
+    )
+    single = [r for r in sweep_rows() if r["attack"] == "clean" or float(r["eps"]) == 0.2]
+    plot_dice_vs_eps(single, tmp_path / "one.png")
+    assert lines == [] and len(points) == len(REGIONS) * len(ATTACKS)
+    assert all(len(x) == 1 and x[0] == pytest.approx(0.2, rel=0.1) for x in points)
+    plot_dice_vs_eps(sweep_rows(), tmp_path / "two.png")
+    assert lines and all(x[0] == 0.0 and len(x) == 1 + len(EPS) for x in lines)  # a trend starts at clean
+
+
+def test_the_perturbation_colour_bar_has_a_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.colorbar import Colorbar
+
+    labels: list[str] = []
+    set_label = Colorbar.set_label
+    monkeypatch.setattr(Colorbar, "set_label", lambda self, text, **k: (labels.append(text), set_label(self, text))[1])
+    plot_example(volume_example((20, 18, 12)), tmp_path / "e.png", unit="std of z-scored input")
+    assert labels[-1] == "δ (std of z-scored input)"  # (matplotlib sets an empty label first)

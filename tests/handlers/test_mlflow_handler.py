@@ -116,7 +116,8 @@ def test_training_run_is_recorded(uri: str, tmp_path: Path) -> None:
     assert [value for _, value in val_dice] == pytest.approx([0.6, 0.7, 0.8])
     assert history(client, run_id, "val_tensor") == [(1, 0.25), (2, 0.25), (3, 0.25)]
     assert set(run.data.metrics) == {"train_loss", "learning_rate", "val_dice", "val_tensor"}
-    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["curve.txt", "summary.json"]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["plots", "summary.json"]  # a folder by its name
+    assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/curve.txt"]
 
 
 def test_exception_fails_the_run_and_propagates(uri: str, tmp_path: Path) -> None:

@@ -30,7 +30,15 @@ from monai.utils import TransformBackends
 
 from robustseg.data.layouts import CANONICAL_LABELS, BraTSLayout, get_layout
 
-__all__ = ["CanonicalBraTSd", "MapBraTSLabels", "ReorderBraTSChannels", "ToBraTSLabels", "ToBraTSLabelsd"]
+__all__ = [
+    "CanonicalBraTSd",
+    "MapBraTSLabels",
+    "ReorderBraTSChannels",
+    "ToBraTSLabels",
+    "ToBraTSLabelsd",
+    "from_input_labels",
+    "to_input_labels",
+]
 
 
 def _as_layout(layout: str | BraTSLayout) -> BraTSLayout:
@@ -212,3 +220,40 @@ class ToBraTSLabelsd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self._transforms[name](d[key])
         return d
+
+
+def _brats_classes(class_names: Any) -> bool:
+    from robustseg.labels import BRATS
+
+    return tuple(class_names) == tuple(BRATS.class_names)
+
+
+def _remap_keeping(classes: torch.Tensor, transform: Transform, keep: tuple[int, ...]) -> torch.Tensor:
+    held = torch.zeros_like(classes, dtype=torch.bool)
+    for value in keep:
+        held |= classes == value
+    mapped = torch.as_tensor(transform(torch.where(held, torch.zeros_like(classes), classes)))
+    return torch.where(held, classes, mapped)
+
+
+def to_input_labels(
+    classes: torch.Tensor, class_names: Any, layout: str | None, keep: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """A class map in the label values of its case's input layout, so saved maps match the data and the evaluate
+    workflow's predictions (BraTS 2018-2022: enhancing tumour 4, not the canonical 3).
+
+    Maps of other label schemes, or of cases without a known layout, are returned unchanged; voxels with a value in
+    ``keep`` (an abstain marker) are kept as they are.
+    """
+    if layout is None or not _brats_classes(class_names):
+        return classes
+    return _remap_keeping(classes, ToBraTSLabels(layout), keep)
+
+
+def from_input_labels(
+    classes: torch.Tensor, class_names: Any, layout: str | None, keep: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """The inverse of :func:`to_input_labels`: a saved map back in the scheme's class indices."""
+    if layout is None or not _brats_classes(class_names):
+        return classes
+    return _remap_keeping(classes, MapBraTSLabels(layout), keep)

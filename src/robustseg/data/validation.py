@@ -172,7 +172,7 @@ def validate_case(
             if unknown:
                 problem(
                     f"segmentation values {unknown} are not in the {lay.name} label set {list(lay.raw_labels)}; "
-                    f"check the layout (found {lay.name}) or fix the segmentation"
+                    f"check the layout (found {lay.name}), fix the segmentation, " + _skip_hint(root)
                 )
         elif not np.issubdtype(data.dtype, np.integer):
             bad = int(data.size - np.count_nonzero(np.isfinite(data)))

@@ -15,8 +15,16 @@ import numpy as np
 
 from robustseg.evaluation.metrics import describe_empty_policy
 from robustseg.evaluation.report.figures import _new_figure, _overlay_rgba, _save, tumour_slice
-from robustseg.evaluation.report.html import _e, _figure_html, _html_table, _html_value, write_html_page
+from robustseg.evaluation.report.html import (
+    _e,
+    _figure_html,
+    _html_table,
+    _html_value,
+    provenance_html,
+    write_html_page,
+)
 from robustseg.evaluation.report.rows import _regions, mean_interval
+from robustseg.evaluation.statistics import small_sample_warning
 
 __all__ = [
     "plot_certified_example",
@@ -165,12 +173,19 @@ def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path
     return _save(fig, path)
 
 
-def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel: int = -1) -> Path:
+def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel: int | None = None) -> Path:
     """The input, the ground truth, and the certified map with abstained voxels in grey.
 
     As in the attack report, a 3-D volume shows the axial slice with most tumour, transposed with the origin at the
-    bottom; a 2-D image is shown as it is, in colour (min-max scaled) when it has 3 channels.
+    bottom; a 2-D image is shown as it is, in colour (min-max scaled) when it has 3 channels. The channel shown is
+    ``channel``, else FLAIR when ``example["channel_names"]`` names it, else the last; its name is in the title.
     """
+    names = [str(n) for n in example.get("channel_names") or []]
+    if channel is None:
+        lowered = [n.lower() for n in names]
+        channel = lowered.index("flair") if "flair" in lowered else -1
+    n_channels = np.asarray(example["image"]).shape[0]
+    shown = names[channel] if -len(names) <= channel < len(names) and len(names) == n_channels else None
     label = np.asarray(example["label"])
     certified = np.asarray(example["certified"])
     image = np.asarray(example["image"], dtype=np.float64)
@@ -185,7 +200,8 @@ def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel
     origin: Literal["upper", "lower"] = "lower" if volume else "upper"
     fig = _new_figure(9.0, 3.2)
     axes = fig.subplots(1, 3)
-    for ax, title in zip(axes, ("input", "ground truth", "certified (grey: abstained)"), strict=True):
+    first = f"input ({shown})" if volume and shown else "input"
+    for ax, title in zip(axes, (first, "ground truth", "certified (grey: abstained)"), strict=True):
         ax.imshow(image, cmap="gray", origin=origin)
         ax.set_title(title, fontsize="small")
         ax.axis("off")
@@ -235,10 +251,16 @@ def write_certification_report(
         else "<p>Only one smoothing mode was run, so there is no comparison.</p>"
     )
     title = str(settings.get("title", "Certification by randomized smoothing"))
+    alpha = settings.get("alpha")
+    stated = f" Certificates hold at alpha = {float(alpha):g} per case." if alpha is not None else ""
+    warning = small_sample_warning([{**r, "alternative": "two-sided"} for r in stats_rows]) if stats_rows else None
     parts = [
         f"<h1>{_e(title)}</h1>",
+        f"<p>Tests between modes: significant means Holm-adjusted p &le; 0.05.{_e(stated)}</p>",
+        f'<p class="check failed"><strong>Small sample.</strong> {_e(warning)}</p>' if warning else "",
+        *provenance_html(settings.get("provenance")),
         "<h2>Settings</h2>",
-        _html_value(dict(settings)),
+        _html_value({k: v for k, v in settings.items() if k != "provenance"}),
         "<p>Every certified voxel keeps its class under any L2 perturbation of the input smaller than the radius "
         "sigma * PhiInv(tau), with probability at least 1 - alpha over the noise for all voxels of a case at once "
         "(SegCertify). Abstained voxels count as wrong in the certified accuracy and belong to no region in the "

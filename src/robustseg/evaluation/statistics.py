@@ -34,6 +34,8 @@ __all__ = [
     "paired_wilcoxon",
     "rank_biserial",
     "relative_reduction",
+    "small_sample_warning",
+    "smallest_wilcoxon_p",
 ]
 
 ZERO_METHODS = ("zsplit", "wilcox", "pratt")
@@ -354,3 +356,39 @@ def compare_conditions(
         r["significant"] = bool(p <= alpha)
         r["alpha"] = alpha
     return results
+
+
+def smallest_wilcoxon_p(n: int, alternative: str = "greater") -> float:
+    """The smallest p an exact Wilcoxon signed-rank test on ``n`` pairs can give: every difference of one sign.
+
+    One-sided it is ``2**-n``, two-sided twice that (at most 1); with ``n = 2`` no p below 0.25 exists.
+    """
+    if n < 1:
+        return 1.0
+    p = 0.5**n
+    return min(1.0, 2 * p) if alternative == "two-sided" else p
+
+
+def small_sample_warning(stats_rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """A warning when too few cases were paired for any test of ``stats_rows`` to reach significance, else ``None``.
+
+    The bound is the exact test's smallest p times the number of tests (Holm's smallest adjusted p); the warning
+    says how many cases would be needed at the rows' alpha.
+    """
+    sized = [r for r in stats_rows if math.isfinite(float(r.get("n") or 0)) and int(float(r.get("n") or 0)) > 0]
+    if not sized:
+        return None
+    tests = len(stats_rows)
+    alpha = float(sized[0].get("alpha") or 0.05)
+    alternative = str(sized[0].get("alternative") or "greater")
+    n = max(int(float(r["n"])) for r in sized)
+    best = min(1.0, tests * smallest_wilcoxon_p(n, alternative))
+    if best <= alpha:
+        return None
+    needed = next(k for k in range(1, 64) if tests * smallest_wilcoxon_p(k, alternative) <= alpha)
+    return (
+        f"Too few cases for these tests: with n = {n} paired cases the smallest p an exact {alternative} Wilcoxon "
+        f"signed-rank test can give is {smallest_wilcoxon_p(n, alternative):.3g}, and Holm over the {tests} tests "
+        f"of this report raises it to {best:.3g}, above alpha {alpha:g}. No comparison can be significant, and "
+        f"intervals from so few cases are rough. At least {needed} cases are needed."
+    )

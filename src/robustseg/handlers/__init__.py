@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from robustseg.handlers.checkpoint import TrainingCheckpoint, latest_checkpoint
-from robustseg.handlers.metrics import RegionDice, select_region
+from robustseg.handlers.metrics import RegionDice, RegionDiceTable, select_region
 from robustseg.handlers.mlflow import MLflowTracker
 from robustseg.handlers.progress import ProgressBar
 
-__all__ = ["MLflowTracker", "ProgressBar", "RegionDice", "TrainingCheckpoint", "latest_checkpoint", "select_region"]
+__all__ = [
+    "MLflowTracker",
+    "ProgressBar",
+    "RegionDice",
+    "RegionDiceTable",
+    "TrainingCheckpoint",
+    "latest_checkpoint",
+    "select_region",
+]

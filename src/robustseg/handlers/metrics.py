@@ -11,7 +11,7 @@ from monai.handlers import IgniteMetricHandler
 
 from robustseg.evaluation.metrics import RegionDiceMetric
 
-__all__ = ["RegionDice", "loss_from_output", "select_region"]
+__all__ = ["RegionDice", "RegionDiceTable", "loss_from_output", "select_region"]
 
 
 class RegionDice(IgniteMetricHandler):
@@ -61,3 +61,34 @@ def loss_from_output(output: Any) -> float | None:
     if isinstance(loss, torch.Tensor) and loss.numel() > 0:
         loss = loss.detach().float().mean().item()
     return float(loss) if isinstance(loss, float | int) and math.isfinite(loss) else None
+
+
+class RegionDiceTable:
+    """Write ``dice_per_case.csv`` (case ids and region names) from ``MetricsSaver``'s per-case file as the
+    evaluation's epoch ends, so the table exists before the MLflow run logs its artifacts and ends.
+
+    Attach it after ``MetricsSaver`` (Ignite runs a event's handlers in the order they were attached).
+
+    Args:
+        metrics_dir: ``MetricsSaver``'s ``save_dir``.
+        scheme: the label scheme whose regions name the columns.
+    """
+
+    def __init__(self, metrics_dir: str, scheme: Any = None) -> None:
+        self.metrics_dir = metrics_dir
+        self.scheme = scheme
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def write(self, engine: Any = None) -> None:
+        from pathlib import Path
+
+        from robustseg.labels import BRATS
+        from robustseg.workflows.summary import read_case_dice, write_case_table
+
+        cases = read_case_dice(self.metrics_dir, self.scheme or BRATS)
+        if cases:
+            write_case_table(cases, Path(self.metrics_dir) / "dice_per_case.csv")

@@ -13,12 +13,15 @@ import torch
 
 from robustseg.handlers.metrics import loss_from_output
 from robustseg.tracking import (
+    CHECKPOINT_TAG,
     MlflowRun,
+    absolute_paths,
     check_tracking_uri,
     current_bundle_config,
     end_status,
     raise_on_termination,
     resolve_tracking_uri,
+    training_run_of,
     ui_command,
 )
 
@@ -50,6 +53,11 @@ class MLflowTracker:
         evaluator: the validation engine of a trainer, whose metrics are logged each validation.
         tracking_uri: overrides ``MLFLOW_TRACKING_URI`` and the default store.
         resume: continue the unfinished run recorded in ``output_dir`` (after a killed training) instead of a new one.
+        checkpoint: the weights an evaluation uses: their path, SHA-256 and the training run that produced them
+            (the run tagged with that hash) are logged as params.
+
+    A training run tags itself with the SHA-256 of the checkpoint files among its ``artifacts`` when it completes.
+    Relative paths among the params are logged absolute.
     """
 
     def __init__(
@@ -63,13 +71,15 @@ class MLflowTracker:
         tracking_uri: str | None = None,
         resume: bool = False,
         tags: Mapping[str, str] | None = None,
+        checkpoint: str | Path | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.tracking_uri = resolve_tracking_uri(self.output_dir, tracking_uri)
         check_tracking_uri(self.tracking_uri)
         self.experiment_name = experiment_name
         self.run_name = run_name
-        self.params = dict(params or {})
+        self.params = absolute_paths(dict(params or {}))
+        self.checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
         self.artifacts = list(artifacts)
         self.evaluator = evaluator
         self.resume = resume
@@ -118,7 +128,7 @@ class MLflowTracker:
         self._restore_signals = raise_on_termination()  # a killed run ends KILLED, not RUNNING forever
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.run_id_file.write_text(json.dumps({"run_id": self.run.run_id, "tracking_uri": self.tracking_uri}) + "\n")
-        self.run.log_params(self.params)
+        self.run.log_params({**self.params, **self._checkpoint_params()})
         if self.config is not None and previous is None:
             self.run.log_dict(self.config, "config/executed_config.json")
         logger.info(
@@ -129,6 +139,19 @@ class MLflowTracker:
             self.tracking_uri,
             ui_command(self.tracking_uri),
         )
+
+    def _checkpoint_params(self) -> dict[str, str]:
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return {}
+        from robustseg.workflows.fingerprint import file_sha256
+
+        sha = file_sha256(self.checkpoint)
+        found = training_run_of(self.tracking_uri, sha)
+        return {
+            "checkpoint": str(self.checkpoint),
+            "checkpoint_sha256": sha,
+            "training_run_id": found or "unknown (no run in this store produced this checkpoint)",
+        }
 
     def _collect_loss(self, engine: Engine) -> None:
         loss = loss_from_output(engine.state.output)
@@ -160,6 +183,12 @@ class MLflowTracker:
             self.run.log_metrics(_finite_scalars(engine.state.metrics), step=0)
         for path in self.artifacts:
             self.run.log_artifact(path)
+        if self.evaluator is not None:  # a training run: evaluations find it by its checkpoint's hash
+            from robustseg.workflows.fingerprint import file_sha256
+
+            weights = [Path(p) for p in self.artifacts if str(p).endswith((".pt", ".pth")) and Path(p).is_file()]
+            if weights:
+                self.run.set_tags({CHECKPOINT_TAG: file_sha256(weights[0])})
         self.run.end("FINISHED")
         self._restore_signals()
         logger.info(

@@ -30,9 +30,11 @@ from robustseg.conditions import (
     noise_conditions,
 )
 from robustseg.errors import about
+from robustseg.evaluation.statistics import small_sample_warning
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import RUN_FILE, recorded_run
 from robustseg.workflows import distributed
+from robustseg.workflows.provenance import provenance
 from robustseg.workflows.sweep import ConditionSweep
 
 __all__ = ["ATTACKS", "TARGETS", "AttackSpec", "AttackSweep", "check_budgets", "run_attack_audit"]
@@ -57,6 +59,7 @@ class AttackSweep(ConditionSweep):
         device: where the model runs.
         seed: the sweep's seed; a case's attacks and noise draw from seeds derived from it and the case id.
         num_examples: cases whose adversarial volumes and predictions are saved as NIfTI and shown in the report.
+        channel_names: names of the input channels (MRI sequences) shown in the report's examples.
         loss: the attacks' default loss (``ce`` for softmax, ``bce`` for sigmoid heads when ``None``).
         noise: add each budget's random-noise baseline (``uniform`` for L-inf, ``gaussian`` for L2).
         transfer_network, transfer_checkpoint: a second model of the same task; every attack is also crafted on it
@@ -85,6 +88,7 @@ class AttackSweep(ConditionSweep):
         device: str | torch.device = "cpu",
         seed: int = 0,
         num_examples: int = 2,
+        channel_names: Sequence[str] | None = None,
         loss: str | None = None,
         noise: bool = True,
         transfer_network: torch.nn.Module | None = None,
@@ -130,6 +134,7 @@ class AttackSweep(ConditionSweep):
             device=device,
             seed=seed,
             num_examples=num_examples,
+            channel_names=channel_names,
             empty_policy=empty_policy,
             max_cases=max_cases,
             fresh=fresh,
@@ -188,7 +193,13 @@ def run_attack_audit(
         outcome = sweep.run()
         if outcome is None:
             raise RuntimeError("rank 0 of the run returned no outcome; the run did not finish.")
-        settings = {**outcome["settings"], "title": sweep.title}
+        settings = {
+            **outcome["settings"],
+            "title": sweep.title,
+            "provenance": provenance(
+                sweep.checkpoint, outcome["settings"]["checkpoint_sha256"], run.run_id, run.tracking_uri
+            ),
+        }
         report = write_html_report(
             sweep.output_dir / "report",
             outcome["rows"],
@@ -198,6 +209,11 @@ def run_attack_audit(
             settings,
         )
         print(headline_table(outcome["rows"], outcome["statistics"]))
+        alpha = next((float(r["alpha"]) for r in outcome["statistics"] if r.get("alpha") is not None), 0.05)
+        print(f"Holm p over the {len(outcome['statistics'])} tests; significant: Holm p <= alpha = {alpha:g}")
+        warning = small_sample_warning(outcome["statistics"])
+        if warning:
+            logger.warning(warning)
         print(f"report: {report}")
         run.log_params({"checkpoint_sha256": settings["checkpoint_sha256"]})
         means: dict[str, list[float]] = {}

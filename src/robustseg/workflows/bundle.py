@@ -269,6 +269,17 @@ class BundleAdapter:
             return Provided("label_scheme", "missing", note=example)
         return Provided("label_scheme", "inferred", scheme, source)
 
+    def _map_channel_names(self) -> Provided | None:
+        image = self.metadata.get("network_data_format", {}).get("inputs", {}).get("image", {})
+        names = image.get("channel_def") if isinstance(image, Mapping) else None
+        if not isinstance(names, Mapping):
+            return None
+        try:
+            listed = [str(names[k]) for k in sorted(names, key=int)]
+        except (ValueError, TypeError):
+            return None
+        return Provided("channel_names", "mapped", listed, "metadata inputs channel_def")
+
     def _map_experiment_name(self) -> Provided | None:
         name = self.metadata.get("name") or self.bundle_dir.name
         return Provided("experiment_name", "inferred", str(name), "the bundle's name")

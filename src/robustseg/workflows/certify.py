@@ -32,6 +32,7 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions.base import derive_seed
 from robustseg.data.naming import case_ids
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.data.transforms import to_input_labels
 from robustseg.errors import about, keep_created
 from robustseg.evaluation.dice import get_policy
 from robustseg.evaluation.metrics import region_metrics
@@ -48,6 +49,7 @@ from robustseg.workflows.fingerprint import (
     network_signature,
     state_sha256,
 )
+from robustseg.workflows.provenance import provenance
 
 __all__ = ["MODES", "CertificationRun", "run_certification"]
 
@@ -109,6 +111,7 @@ class CertificationRun:
         trained_sigma: the Gaussian noise the model was trained with (0 or ``None``: none). A sigma that differs is
             certified all the same, with a warning in the log and the report: smoothing is meaningful only for a base
             model trained at the same sigma.
+        channel_names: names of the input channels (MRI sequences), shown in the report's examples.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class CertificationRun:
         seed: int = 0,
         max_cases: int | None = None,
         trained_sigma: float | None = None,
+        channel_names: Sequence[str] | None = None,
         empty_policy: str = "brats",
         fresh: bool = False,
     ) -> None:
@@ -179,6 +183,8 @@ class CertificationRun:
         self.device = torch.device(device)
         self.seed = int(seed)
         self._loaded = False
+        self.channel_names = [str(n) for n in channel_names] if channel_names else None
+        self._layouts: dict[str, str] = {}  # case id -> its input layout, for saving label maps in its values
         self.reused_rows = self.computed_cases = 0
         self.max_cases = max_cases
         self.policy = get_policy(empty_policy)
@@ -323,6 +329,8 @@ class CertificationRun:
                 case_id = ids[index]
                 todo = todo_of(case_id)
                 item = self.dataset[index]
+                if isinstance(item.get("layout"), str):
+                    self._layouts[case_id] = item["layout"]
                 x = torch.as_tensor(item["image"])[None].to(self.device)
                 y = self.scheme.label_class_map(
                     torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}"
@@ -389,6 +397,8 @@ class CertificationRun:
     ) -> None:
         """The certified class map as NIfTI with the preprocessed input's affine; abstained voxels are 255."""
         volume = torch.where(classes == ABSTAIN, torch.full_like(classes, MAP_ABSTAIN), classes)
+        layout = self._layouts.get(case_id)  # in the input's label values, as the evaluate workflow saves them
+        volume = to_input_labels(volume, self.scheme.class_names, layout, keep=(MAP_ABSTAIN,))
         save_class_map(volume, input_affine(x), self.map_path(case_id, mode, sigma, tau))
 
     def _remember_example(
@@ -401,6 +411,7 @@ class CertificationRun:
                 "image": x[0].detach().cpu().as_subclass(torch.Tensor).numpy(),
                 "label": y[0, 0].detach().cpu().as_subclass(torch.Tensor).numpy(),
                 "certified": classes.detach().cpu().numpy(),
+                "channel_names": self.channel_names,
             }
         )
 
@@ -485,7 +496,13 @@ def run_certification(
         outcome = run.run()
         if outcome is None:
             raise RuntimeError("rank 0 of the run returned no outcome; the run did not finish.")
-        settings = {**run.settings(), "votes_needed": needed}
+        settings = {
+            **run.settings(),
+            "votes_needed": needed,
+            "provenance": provenance(
+                run.checkpoint, run.settings().get("checkpoint_sha256"), mlflow_run.run_id, mlflow_run.tracking_uri
+            ),
+        }
         report = write_certification_report(
             run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings
         )

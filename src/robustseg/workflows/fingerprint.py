@@ -159,7 +159,10 @@ def check_fingerprint(
     one of ``results``: those rows came from a run whose settings are unknown.
     """
     path = output_dir / FILE
-    fix = "Use another output folder, or pass --fresh (fresh=True) to discard the stored results and start over."
+    fix = (
+        "Use another output folder, or discard the stored results and start over: robustseg audit --fresh (a bundle "
+        "run: --attack_fresh true or --certify_fresh true)."
+    )
     if not path.is_file():
         orphans = [name for name in results if (output_dir / name).is_file()]
         if orphans:

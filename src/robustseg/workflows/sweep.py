@@ -39,6 +39,7 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions import CLEAN, AttackCondition, CaseContext, Condition, TransferCondition, check_unique_labels
 from robustseg.data.naming import case_ids, case_output_name
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.data.transforms import from_input_labels, to_input_labels
 from robustseg.errors import keep_created
 from robustseg.evaluation.dice import get_policy
 from robustseg.evaluation.metrics import region_metrics, spacing_from_affine
@@ -147,6 +148,7 @@ class ConditionSweep:
         seed: the sweep's seed; each case and condition draws from a seed derived from it and the case id.
         num_examples: cases whose perturbed inputs and predictions (at each attack's largest budget) are saved as
             NIfTI and shown in the report.
+        channel_names: names of the input channels (MRI sequences), shown in the report's examples.
         empty_policy: how empty regions are scored (:mod:`robustseg.evaluation.dice`).
         max_cases: score at most this many cases (the first ones; ``None``: all).
         fresh: discard what an earlier run left in ``output_dir`` (results, fingerprint, examples, report).
@@ -169,6 +171,7 @@ class ConditionSweep:
         device: str | torch.device = "cpu",
         seed: int = 0,
         num_examples: int = 2,
+        channel_names: Sequence[str] | None = None,
         empty_policy: str = "brats",
         max_cases: int | None = None,
         fresh: bool = False,
@@ -194,6 +197,8 @@ class ConditionSweep:
         self._loaded = False
         self.reused_rows = self.computed_cases = 0
         self.num_examples = int(num_examples)
+        self.channel_names = [str(n) for n in channel_names] if channel_names else None
+        self._layouts: dict[str, str] = {}  # case id -> its input layout, for saving label maps in its values
         self.policy = get_policy(empty_policy)
         self.max_cases = None if max_cases is None else int(max_cases)
         self.fresh = bool(fresh)
@@ -373,6 +378,8 @@ class ConditionSweep:
         """Case ``index`` preprocessed (``item`` when already loaded), on the device, labels as a class map; and its
         voxel spacing in mm."""
         item = self.dataset[index] if item is None else item
+        if isinstance(item.get("layout"), str):
+            self._layouts[case_id] = item["layout"]
         x = torch.as_tensor(item["image"])[None].to(self.device)
         y = self.scheme.label_class_map(torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}")
         plain = x.as_subclass(torch.Tensor)
@@ -454,8 +461,11 @@ class ConditionSweep:
         )
         saver(MetaTensor(perturbed[0].detach().cpu().as_subclass(torch.Tensor), meta=meta))
         classes = self.scheme.class_map_from_logits(logits, head=self.head)
-        save_class_map(
-            classes[0, 0], input_affine(case.image), self.example_path(case.case_id, condition, "pred_adversarial")
+        layout = self._layouts.get(case.case_id)
+        save_class_map(  # in the input's label values, as the evaluate workflow saves its predictions
+            to_input_labels(classes[0, 0], self.scheme.class_names, layout),
+            input_affine(case.image),
+            self.example_path(case.case_id, condition, "pred_adversarial"),
         )
         self._remember_example(case, condition, perturbed, classes)
 
@@ -468,7 +478,8 @@ class ConditionSweep:
             logger.warning("example volumes of %s %s are missing; computing them again", case.case_id, condition)
             return False
         load = LoadImage(image_only=True, ensure_channel_first=True)
-        perturbed, classes = (load(str(p)).as_tensor()[None] for p in paths)
+        perturbed, saved = (load(str(p)).as_tensor()[None] for p in paths)
+        classes = from_input_labels(saved.long(), self.scheme.class_names, self._layouts.get(case.case_id))
         self._remember_example(case, condition, perturbed.reshape(case.image.shape), classes.reshape(case.label.shape))
         return True
 
@@ -486,6 +497,7 @@ class ConditionSweep:
                 "pred_clean": _numpy(clean[0, 0]),
                 "pred_adversarial": _numpy(classes[0, 0]),
                 "label_names": dict(enumerate(self.scheme.class_names)),
+                "channel_names": self.channel_names,
             }
         )
 

@@ -60,7 +60,8 @@ def plot_dice_vs_eps(
 ) -> Path:
     """Mean score against eps, one panel per region and one line per attack, with interval bands across cases.
 
-    Every attack's line starts at eps 0 from the clean mean, which is also drawn as a dashed line with its band.
+    Every attack's line starts at eps 0 from the clean mean, which is also drawn as a dashed line with its band. An
+    attack measured at a single budget is drawn as a point with its interval: no trend was measured.
     Means are over the cases scored under each condition (NaN dropped), intervals from :func:`mean_interval`.
 
     Args:
@@ -88,7 +89,8 @@ def plot_dice_vs_eps(
             if not math.isnan(clean[1]):
                 ax.axhspan(clean[1], clean[2], color="0.85", alpha=0.6, linewidth=0)
         for k, (attack, eps_values) in enumerate(by_attack.items()):
-            points = [(0.0, *clean)] + [
+            measured = [(0.0, *clean)] if len(eps_values) > 1 else []  # one budget: a point, not a trend from 0
+            points = measured + [
                 (
                     eps,
                     *mean_interval(
@@ -102,8 +104,14 @@ def plot_dice_vs_eps(
             ]
             x, mean, low, high = (np.array(col, dtype=float) for col in zip(*points, strict=True))
             colour = colours(k % 10)
-            ax.plot(x, mean, marker="o", color=colour, label=attack)
-            ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+            if len(x) > 1:
+                ax.plot(x, mean, marker="o", color=colour, label=attack)
+                ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+            else:
+                offset = (k - (len(by_attack) - 1) / 2) * 0.02 * float(x[0])  # side by side, not on top
+                error = np.abs(np.array([[mean[0] - low[0]], [high[0] - mean[0]]]))
+                error = np.nan_to_num(error)
+                ax.errorbar(x + offset, mean, yerr=error, fmt="o", color=colour, capsize=3, label=attack)
         ax.set_title(region)
         ax.set_xlabel(f"eps ({eps_unit})" if eps_unit else "eps")
         ax.grid(alpha=0.3)
@@ -203,7 +211,11 @@ def _overlay_rgba(label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 
 
 def plot_example(
-    example: Mapping[str, Any], path: str | Path, channel: int | str | None = None, axis: int = -1
+    example: Mapping[str, Any],
+    path: str | Path,
+    channel: int | str | None = None,
+    axis: int = -1,
+    unit: str | None = None,
 ) -> Path:
     """One case under attack: clean, perturbation, adversarial, and the two predictions and ground truth overlaid.
 
@@ -219,6 +231,7 @@ def plot_example(
         channel: the channel to show, by index or name; default ``example["channel"]``, else FLAIR when named,
             else 0.
         axis: the spatial axis to slice a 3-D volume along.
+        unit: the unit of the input (the threat model's eps unit), shown on the perturbation's colour bar.
 
     Returns:
         ``path``.
@@ -283,7 +296,8 @@ def plot_example(
         ax.set_title(title, fontsize="medium")
     im = axes[0, 1].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin, interpolation="nearest")
     axes[0, 1].set_title(f"perturbation, max |δ| {float(np.abs(delta).max()):.3g}", fontsize="medium")
-    fig.colorbar(im, ax=axes[0, 1], shrink=0.8)
+    bar = fig.colorbar(im, ax=axes[0, 1], shrink=0.8)
+    bar.set_label(f"δ ({unit})" if unit else "δ (input units)")
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

@@ -11,7 +11,7 @@ from typing import Any
 
 from robustseg.evaluation.metrics import describe_empty_policy
 from robustseg.evaluation.report.figures import plot_dice_vs_eps, plot_example, plot_paired
-from robustseg.evaluation.report.rows import _conditions, _regions, _truthy, audit_rows
+from robustseg.evaluation.report.rows import _attack_eps, _conditions, _regions, _truthy, audit_rows
 from robustseg.evaluation.report.tables import (
     ANSWER_COLUMNS,
     HEADLINE_COLUMNS,
@@ -22,8 +22,9 @@ from robustseg.evaluation.report.tables import (
     write_tables,
 )
 from robustseg.evaluation.selfchecks import SelfCheck
+from robustseg.evaluation.statistics import small_sample_warning
 
-__all__ = ["write_html_page", "write_html_report"]
+__all__ = ["provenance_html", "write_html_page", "write_html_report"]
 
 
 _CSS = """
@@ -189,7 +190,8 @@ def write_html_report(
     example_figures = []
     for i, example in enumerate(examples):
         stem = _file_stem("example", str(i), str(example.get("case_id", "")), str(example.get("condition", "")))
-        path = plot_example(example, out / f"{stem}.png", channel=settings.get("example_channel"))
+        unit = settings.get("eps_unit")
+        path = plot_example(example, out / f"{stem}.png", channel=settings.get("example_channel"), unit=unit)
         example_figures.append((example, path))
 
     derived = {
@@ -200,9 +202,10 @@ def write_html_report(
     parts = [
         f"<h1>{_e(title)}</h1>",
         "<h2>The answer</h2>",
-        _answer_html(stats_rows, checks, settings, policy),
+        _answer_html(stats_rows, checks, settings, policy, table),
+        *provenance_html(settings.get("provenance")),
         "<h2>Settings</h2>",
-        _html_value(dict(settings)),
+        _html_value({k: v for k, v in settings.items() if k != "provenance"}),
         "<h3>From the results</h3>",
         _html_value(derived),
         "<h2>Self-checks</h2>",
@@ -216,7 +219,11 @@ def write_html_report(
             ["condition", "cases", "max L-inf", "mean L2", "mean PSNR (dB)"], _perturbation_rows(table), numeric_from=1
         ),
         "<h2>Dice against eps</h2>",
-        _figure_html(curve, "Mean Dice against eps per region and attack, with interval bands across cases."),
+        _figure_html(
+            curve,
+            "Mean Dice against eps per region and attack, with interval bands across cases"
+            + (" (one budget: points, no trend measured)." if len(_budgets(table)) == 1 else "."),
+        ),
         "<h2>Paired per-case plots</h2>",
         *(
             _figure_html(
@@ -233,15 +240,21 @@ def write_html_report(
     return write_html_page(out / "report.html", title, parts)
 
 
+def _budgets(table: Sequence[Mapping[str, Any]]) -> set[float]:
+    return {float(e) for eps in _attack_eps(table).values() for e in eps}
+
+
 def _answer_html(
     stats_rows: Sequence[Mapping[str, Any]],
     checks: Sequence[SelfCheck | Mapping[str, Any]],
     settings: Mapping[str, Any],
     policy: str,
+    table: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The worst drop per region with its test, how it was scored, and the self-check verdicts in one line each."""
-    rows = answer_rows(stats_rows)
-    table = _html_table(ANSWER_COLUMNS, rows) if rows else "<p>No condition was compared with clean.</p>"
+    """The worst drop per region with its test and HD95, the alpha, a small-sample warning, how it was scored, and
+    the self-check verdicts in one line each."""
+    rows = answer_rows(stats_rows, table)
+    body = _html_table(ANSWER_COLUMNS, rows) if rows else "<p>No condition was compared with clean.</p>"
     fields = [_check_fields(c) for c in checks]
     failed = [f"{name} ({detail.split(';')[0]})" for name, passed, detail, _ in fields if not passed]
     verdict = f"<p><strong>Self-checks: {len(fields) - len(failed)} of {len(fields)} passed.</strong>" + (
@@ -249,14 +262,26 @@ def _answer_html(
     )
     scoring = settings.get("scoring")
     how = f"<p>Regions are scored {_e(scoring)}.</p>" if scoring else ""
+    alphas = sorted({f"{float(r['alpha']):g}" for r in stats_rows if r.get("alpha") not in (None, "")}) or ["0.05"]
+    warning = small_sample_warning(stats_rows)
+    small = f'<p class="check failed"><strong>Small sample.</strong> {_e(warning)}</p>' if warning else ""
     return (
         "<p>Per region, the condition that lowered Dice most (largest median drop against clean), with its paired "
-        "Wilcoxon test, Holm-adjusted over every test of this report, and its effect size.</p>"
-        + table
+        "Wilcoxon test, Holm-adjusted over every test of this report, its effect size, and the mean HD95 (mm) "
+        f"clean and under it. Significant means Holm-adjusted p &le; alpha = {_e(', '.join(alphas))}.</p>"
+        + small
+        + body
         + how
         + f'<p class="policy">{_e(policy)}</p>'
         + verdict
     )
+
+
+def provenance_html(provenance: Any) -> list[str]:
+    """The report's provenance section (when, which robustseg and commit, data, checkpoint, MLflow run)."""
+    if not isinstance(provenance, Mapping) or not provenance:
+        return []
+    return ["<h2>Provenance</h2>", _html_value(dict(provenance))]
 
 
 def write_html_page(path: Path, title: str, parts: Sequence[str]) -> Path:

@@ -101,11 +101,13 @@ def headline_table(
     """A plain-text table for a terminal: per region and attacked condition, mean clean and attacked score.
 
     Means are over the cases scored (not NaN) under both, so that ``drop = clean - attacked`` compares the same
-    cases; Holm p comes from ``stats_rows`` (``n/a`` where absent).
+    cases; Holm p comes from ``stats_rows`` (``n/a`` where absent); the HD95 columns are mean HD95 in mm clean and
+    attacked over the cases with a finite HD95 under both.
     """
     table = audit_rows(rows)
     holm_p = {(str(r["region"]), str(r["condition"])): r.get("p_holm") for r in stats_rows or []}
     header = ["region", "condition", "n", f"clean {_metric_label(metric)}", "attacked", "drop", "Holm p"]
+    header += ["HD95 clean", "attacked (mm)"]
     body: list[list[str]] = []
     for region in _regions(table):
         base = _scores(table, region, CLEAN, metric)
@@ -121,6 +123,7 @@ def headline_table(
                     _num(attacked),
                     _num(clean - attacked),
                     _p(holm_p.get((region, condition))),
+                    *_hd95_pair(table, region, condition).replace("n/a", "n/a / n/a").split(" / "),
                 ]
             )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -157,16 +160,19 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "Holm p",
     "rank-biserial",
     "significant",
+    "mean HD95 clean / under it (mm)",
 )
 """Columns of the answer that opens a report."""
 
 
-def answer_rows(stats_rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+def answer_rows(stats_rows: Sequence[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]] = ()) -> list[list[str]]:
     """Per region, the condition with the largest median drop against clean (ties: the larger mean drop), as cells.
 
     The answer to "how much can this model be hurt": its test (Holm-adjusted p over the whole family) and effect
-    size come with it, so the first table of a report is the worst case with its evidence.
+    size come with it, so the first table of a report is the worst case with its evidence. With the audit ``rows``
+    the mean HD95 clean and under that condition (over the cases with a finite HD95 under both) is added.
     """
+    table = audit_rows(rows)
     best: dict[str, Mapping[str, Any]] = {}
     for row in stats_rows:
         drop, mean_drop = (
@@ -194,6 +200,16 @@ def answer_rows(stats_rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 _p(row.get("p_holm")),
                 _num(row.get("rank_biserial"), "+.2f"),
                 "yes" if _truthy(row.get("significant")) else "no",
+                _hd95_pair(table, region, str(row["condition"])),
             ]
         )
     return out
+
+
+def _hd95_pair(table: Sequence[Mapping[str, Any]], region: str, condition: str) -> str:
+    """``clean / condition`` mean HD95 over the cases finite under both, ``n/a`` without such cases."""
+    cases, x, y = _pairs(_scores(table, region, CLEAN, "hd95"), _scores(table, region, condition, "hd95"))
+    keep = [i for i in range(len(cases)) if math.isfinite(x[i]) and math.isfinite(y[i])]
+    if not keep:
+        return "n/a"
+    return f"{np.mean([x[i] for i in keep]):.2f} / {np.mean([y[i] for i in keep]):.2f}"
