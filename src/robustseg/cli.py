@@ -16,7 +16,7 @@ from typing import Any
 
 from robustseg.errors import debug_requested, discard_created, report, user_error
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_args"]
 
 
 def _attack(text: str) -> str | dict[str, Any]:
@@ -130,8 +130,25 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+PASSED_ON = ("summary", "datalist")
+"""Verbs whose arguments go unparsed to their own command line (argparse's REMAINDER drops a leading option)."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; the arguments of :data:`PASSED_ON` verbs are left, whole, in ``rest``."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    verb_at = next((i for i, a in enumerate(words) if not a.startswith("-")), None)
+    passed_on: list[str] | None = None
+    if verb_at is not None and words[verb_at] in PASSED_ON:
+        passed_on, words = words[verb_at + 1 :], words[: verb_at + 1]
+    args = build_parser().parse_args(words)
+    if passed_on is not None:
+        args.rest = passed_on
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     debug = args.debug or debug_requested()
     try:
         if args.verb == "audit":

@@ -120,8 +120,13 @@ def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
     sigmoid_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     net, checkpoint, cases = sigmoid_model
-    with_meta = [
-        {**c, "image": MetaTensor(c["image"], affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])))} for c in cases
+    with_meta = [  # BraTS 2018-2022 cases: enhancing tumour is 4 in their files, 3 in the model's classes
+        {
+            **c,
+            "image": MetaTensor(c["image"], affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0]))),
+            "layout": "brats2021",
+        }
+        for c in cases
     ]
 
     def sweep() -> AttackSweep:
@@ -141,6 +146,10 @@ def test_a_resumed_sweep_reads_its_examples_back_instead_of_attacking_again(
     first = sweep().run()["examples"]
     saved = tmp_path / "examples" / "case0_ifgsm@0.3_adversarial.nii.gz"
     assert nib.load(saved).affine == pytest.approx(np.diag([2.0, 2.0, 3.0, 1.0]))  # the input's affine
+    stored = np.asarray(nib.load(str(saved).replace("_adversarial.nii", "_pred_adversarial.nii")).dataobj)
+    canonical = first[0]["pred_adversarial"]
+    assert 3 in canonical  # the example has enhancing tumour ...
+    np.testing.assert_array_equal(stored, np.where(canonical == 3, 4, canonical))  # ... saved as the input's 4
     calls = []
     monkeypatch.setattr(Attack, "__call__", lambda *a, **k: calls.append(a) or pytest.fail("attacked again"))
     second = sweep().run()["examples"]
