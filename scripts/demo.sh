@@ -69,3 +69,5 @@ if [ -n "${DEMO_CERTIFY:-}" ]; then
         --certify_output_dir "$OUT/certify" "${overrides[@]}"
 fi
 echo "[demo] finished in $(( $(date +%s) - start )) s (set-up excluded)"
+# the figures the docs quote come from a demo run: say when this run's differ (regenerate them with --write)
+python scripts/doc_figures.py --check > /dev/null || true

@@ -61,7 +61,8 @@ def plot_dice_vs_eps(
     """Mean score against eps, one panel per region and one line per attack, with interval bands across cases.
 
     Every attack's line starts at eps 0 from the clean mean, which is also drawn as a dashed line with its band. An
-    attack measured at a single budget is drawn as a point with its interval: no trend was measured.
+    attack measured at a single budget is drawn as a point with its interval: no trend was measured. When every
+    attack has the same single budget, the x axis lists the conditions at that budget instead of eps values.
     Means are over the cases scored under each condition (NaN dropped), intervals from :func:`mean_interval`.
 
     Args:
@@ -82,6 +83,8 @@ def plot_dice_vs_eps(
     colours = matplotlib.colormaps["tab10"]
     fig = _new_figure(3.6 * len(regions) + 0.6, 3.6)
     axes = fig.subplots(1, len(regions), squeeze=False, sharey=True)[0]
+    budgets = {float(e) for eps in by_attack.values() for e in eps}
+    categorical = bool(by_attack) and len(budgets) == 1 and all(len(e) == 1 for e in by_attack.values())
     for ax, region in zip(axes, regions, strict=True):
         clean = mean_interval(list(_scores(table, region, CLEAN, metric).values()), confidence, interval, seed=seed)
         if not math.isnan(clean[0]):
@@ -108,12 +111,18 @@ def plot_dice_vs_eps(
                 ax.plot(x, mean, marker="o", color=colour, label=attack)
                 ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
             else:
-                offset = (k - (len(by_attack) - 1) / 2) * 0.02 * float(x[0])  # side by side, not on top
-                error = np.abs(np.array([[mean[0] - low[0]], [high[0] - mean[0]]]))
-                error = np.nan_to_num(error)
-                ax.errorbar(x + offset, mean, yerr=error, fmt="o", color=colour, capsize=3, label=attack)
+                error = np.nan_to_num(np.abs(np.array([[mean[0] - low[0]], [high[0] - mean[0]]])))
+                where = np.array([float(k)]) if categorical else x  # one budget for all: one column per attack
+                ax.errorbar(where, mean, yerr=error, fmt="o", color=colour, capsize=3, label=attack)
+        if categorical:
+            ax.set_xticks(range(len(by_attack)), list(by_attack), rotation=20)
+            ax.set_xlim(-0.6, len(by_attack) - 0.4)
         ax.set_title(region)
-        ax.set_xlabel(f"eps ({eps_unit})" if eps_unit else "eps")
+        if categorical:
+            budget = f"eps {next(iter(budgets)):g}" + (f" ({eps_unit})" if eps_unit else "")
+            ax.set_xlabel(f"condition at {budget}")
+        else:
+            ax.set_xlabel(f"eps ({eps_unit})" if eps_unit else "eps")
         ax.grid(alpha=0.3)
         if metric == "dice":
             ax.set_ylim(-0.02, 1.02)
