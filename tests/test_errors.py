@@ -48,6 +48,7 @@ def test_about_names_the_option() -> None:
 
 
 def test_discard_created_removes_only_what_the_run_created(tmp_path: Path) -> None:
+    errors.keep_created()  # forget what earlier tests of this process announced
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("was there before")
@@ -63,6 +64,7 @@ def test_discard_created_removes_only_what_the_run_created(tmp_path: Path) -> No
 
 
 def test_keep_created_forgets_announced_paths(tmp_path: Path) -> None:
+    errors.keep_created()
     errors.creating(tmp_path / "results").mkdir()
     errors.keep_created()
     assert errors.discard_created() == [] and (tmp_path / "results").is_dir()
@@ -71,16 +73,16 @@ def test_keep_created_forgets_announced_paths(tmp_path: Path) -> None:
 def test_the_excepthook_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     created = tmp_path / "out"
     script = (
-        "import sys, robustseg.errors as e, robustseg.data.datalist as d\n"
+        "import robustseg.errors as e\n"
         f"e.install(); e.creating({str(created)!r}).mkdir()\n"
-        f"d.load_datalist({str(tmp_path / 'missing.json')!r}, 'testing')\n"
+        "with e.about('--attack_eps'):\n    raise ValueError('every budget must be > 0')\n"
     )
     env = {"ROBUSTSEG_DEBUG": "", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("robustseg: error: ")
-    assert "Traceback" not in result.stderr and not created.exists()
+    assert result.stderr.strip().splitlines() == ["robustseg: error: --attack_eps: every budget must be > 0"]
+    assert not created.exists()
     debug = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env={**env, "ROBUSTSEG_DEBUG": "1"}
     )
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and created.exists()
