@@ -86,3 +86,17 @@ def test_the_excepthook_prints_one_line_and_exits_2(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env={**env, "ROBUSTSEG_DEBUG": "1"}
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and created.exists()
+
+
+def test_the_robustseg_command_prints_one_line_unless_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustseg.cli import main
+
+    monkeypatch.delenv("ROBUSTSEG_DEBUG", raising=False)
+    missing = tmp_path / "no_bundle"
+    assert main(["audit", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("robustseg: error: ") and str(missing) in err[0]
+    with pytest.raises(Exception, match=str(missing)):
+        main(["--debug", "audit", str(missing)])
