@@ -135,6 +135,32 @@ def test_exception_fails_the_run_and_propagates(uri: str, tmp_path: Path) -> Non
     assert history(client, run.info.run_id, "train_loss") == [(1, 1.375)]
 
 
+def test_sigterm_ends_the_run_killed_with_its_params(uri: str, tmp_path: Path) -> None:
+    """A signal's default action would end the process with the run RUNNING forever; the tracker makes it KILLED."""
+    import os
+    import signal
+
+    trainer = make_trainer()
+
+    @trainer.on(Events.ITERATION_COMPLETED(once=3))
+    def terminate(engine: Engine) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    evaluator = make_evaluator(trainer)
+    tracker = MLflowTracker(
+        tmp_path, experiment_name=EXPERIMENT, run_name="train-term", evaluator=evaluator, tracking_uri=uri,
+        params={"lr": 0.01},
+    )  # fmt: skip
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info:
+        run_training(tracker, trainer, evaluator)
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handler is removed with the run
+    client = MlflowClient(uri)
+    run = client.get_run(only_run(client, "train-term"))
+    assert run.info.status == "KILLED" and run.data.params == {"lr": "0.01"}
+
+
 def test_evaluation_run_logs_metrics_once(uri: str, tmp_path: Path) -> None:
     evaluator = make_evaluator()
     tracker = MLflowTracker(tmp_path, experiment_name=EXPERIMENT, run_name="evaluate", tracking_uri=uri)
