@@ -146,7 +146,8 @@ def test_killed_audit_ends_killed_with_params_and_its_resume_continues_the_run(
         time.sleep(0.2)
     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=60) != 0
+    code = first.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM, f"exit status {code}: " + (tmp_path / "first.log").read_text()[-3000:]
     client = MlflowClient(default_tracking_uri(tmp_path))
     run_id = json.loads((out / RUN_FILE).read_text())["run_id"]
     killed = client.get_run(run_id)
