@@ -286,17 +286,23 @@ def end_status(error: BaseException) -> str:
     return "KILLED" if isinstance(error, KeyboardInterrupt | SystemExit) else "FAILED"
 
 
-def raise_on_termination() -> Callable[[], None]:
+def raise_on_termination(on_signal: Callable[[], None] | None = None) -> Callable[[], None]:
     """From now on SIGTERM and SIGHUP raise :class:`Terminated` (exit status 128 + signal) in the main thread;
     returns the function that restores the previous handlers.
 
     A process killed by a signal's default action runs no ``finally`` and no ``except``: its MLflow run would stay
-    RUNNING forever. Off the main thread (where handlers cannot be set) nothing changes.
+    RUNNING forever. ``on_signal`` runs first, in the handler (the main thread, between two bytecodes), so a run can
+    be marked KILLED before the stack unwinds. Off the main thread (where handlers cannot be set) nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def stop(signum: int, frame: Any) -> None:
+        if on_signal is not None:
+            try:
+                on_signal()
+            except Exception:  # the store is unreachable: stop all the same
+                logger.exception("could not record the stop in MLflow")
         raise Terminated(128 + signum)
 
     previous = {}
@@ -312,9 +318,9 @@ def raise_on_termination() -> Callable[[], None]:
 
 
 @contextmanager
-def termination_raises() -> Iterator[None]:
+def termination_raises(on_signal: Callable[[], None] | None = None) -> Iterator[None]:
     """:func:`raise_on_termination` within the block."""
-    restore = raise_on_termination()
+    restore = raise_on_termination(on_signal)
     try:
         yield
     finally:
@@ -374,9 +380,17 @@ def recorded_run(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"run_id": run.run_id, "tracking_uri": uri}) + "\n")
+
+    def killed() -> None:  # recorded at once: unwinding the stack may take long, or not end cleanly
+        run.set_tags({"error": "Terminated: stopped by a signal"})
+        run.end("KILLED")
+        logger.info("MLflow run %s (%s) ended KILLED", run.run_id, run_name)
+
     try:
-        with termination_raises():
+        with termination_raises(killed):
             yield run
+    except Terminated:
+        raise
     except BaseException as error:
         status = end_status(error)
         run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})

@@ -125,7 +125,7 @@ class MLflowTracker:
             return
         previous = self._previous_run_id()
         self.run = MlflowRun(self.tracking_uri, self.experiment_name, self.run_name, run_id=previous, tags=self.tags)
-        self._restore_signals = raise_on_termination()  # a killed run ends KILLED, not RUNNING forever
+        self._restore_signals = raise_on_termination(self._killed)  # a killed run ends KILLED, not RUNNING forever
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.run_id_file.write_text(json.dumps({"run_id": self.run.run_id, "tracking_uri": self.tracking_uri}) + "\n")
         self.run.log_params({**self.params, **self._checkpoint_params()})
@@ -199,14 +199,21 @@ class MLflowTracker:
         )
         self.run = None
 
+    def _killed(self) -> None:
+        if self.run is not None:
+            self.run.set_tags({"error": "Terminated: stopped by a signal"})
+            self.run.end("KILLED")
+            logger.info("MLflow run %s (%s) ended KILLED", self.run.run_id, self.run_name)
+            self.run = None
+
     def fail(self, engine: Engine, error: BaseException) -> None:
         if self.run is not None:
             status = end_status(error)
             self.run.set_tags({"error": f"{type(error).__name__}: {error}"[:5000]})
             self.run.end(status)
-            self._restore_signals()
             logger.info("MLflow run %s (%s) ended %s", self.run.run_id, self.run_name, status)
             self.run = None
+        self._restore_signals()
         raise error
 
 
