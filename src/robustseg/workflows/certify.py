@@ -313,9 +313,7 @@ class CertificationRun:
             "certification of %d cases into %s: %s",
             len(ids),
             self.output_dir,
-            f"reusing {len(store)} stored rows ({len(mine) - len(work)} cases complete), computing {len(work)} cases"
-            if len(store)
-            else f"computing {len(work)} cases",
+            distributed.resume_summary(len(store), len(mine) - len(work), len(work)),
         )
         bar = progress(
             total=len(mine),

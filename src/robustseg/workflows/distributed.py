@@ -30,6 +30,7 @@ __all__ = [
     "merge",
     "open_store",
     "rank_and_world",
+    "resume_summary",
     "shard",
 ]
 
@@ -120,6 +121,14 @@ def open_store(output_dir: Path, columns: Sequence[str], key: Sequence[str], nam
     path = main if world == 1 else output_dir / f"{name}.rank{rank}.csv"
     others = [p for p in [main, *sorted(output_dir.glob(f"{name}.rank*.csv"))] if p != path and p.is_file()]
     return ResultsStore(path, columns, key, also=others)
+
+
+def resume_summary(stored_rows: int, complete: int, todo: int) -> str:
+    """What a resumed run reuses and what it computes, for its log: ``reusing 18 stored rows (1 cases complete),
+    computing 1 cases``."""
+    if not stored_rows:
+        return f"computing {todo} cases"
+    return f"reusing {stored_rows} stored rows ({complete} cases complete), computing {todo} cases"
 
 
 def merge(output_dir: Path, columns: Sequence[str], key: Sequence[str], name: str = "results") -> ResultsStore:

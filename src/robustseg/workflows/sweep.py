@@ -308,9 +308,7 @@ class ConditionSweep:
             len(ids),
             len(self.conditions),
             self.output_dir,
-            f"reusing {len(store)} stored rows ({len(mine) - len(work)} cases complete), computing {len(work)} cases"
-            if len(store)
-            else f"computing {len(work)} cases",
+            distributed.resume_summary(len(store), len(mine) - len(work), len(work)),
             f"; rank {rank} of {world} scores {len(mine)} of them" if world > 1 else "",
         )
         quiet = not distributed.is_rank0()
