@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = (
     "README.md",
     "bundles/brats_unet3d/docs/README.md",
+    "bundles/natural2d_segmentation/docs/README.md",
     *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")),
 )
 SHELL_FENCES = ("bash", "sh", "shell", "console")

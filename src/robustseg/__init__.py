@@ -29,6 +29,8 @@ SUBPACKAGES: tuple[str, ...] = (
     "evaluation",
     "handlers",
     "labels",
+    "losses",
+    "networks",
     "progress",
     "tracking",
     "workflows",

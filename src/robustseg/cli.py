@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("contract", help="print the bundle contract (docs/contract.md)")
     summary = verbs.add_parser("summary", help="summarise a bundle evaluation by region (ET, TC, WT)")
     summary.add_argument("rest", nargs=argparse.REMAINDER)
-    datalist = verbs.add_parser("datalist", help="validate a BraTS copy and write its split datalist")
+    datalist = verbs.add_parser("datalist", help="validate a BraTS or 2-D dataset copy and write its split datalist")
     datalist.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 

@@ -36,8 +36,16 @@ def config_files(bundle: Path, *overlays: str) -> list[str]:
     return [str(bundle / "configs" / "train.json"), *(str(bundle / "configs" / o) for o in overlays)]
 
 
-def run_bundle(bundle: Path, data: Path, files: list[str], workflow_type: str = "train", **overrides: Any) -> Any:
-    """Run a bundle workflow through MONAI's ``ConfigWorkflow`` with the tiny settings; returns the workflow."""
+def run_bundle(
+    bundle: Path,
+    data: Path,
+    files: list[str],
+    workflow_type: str = "train",
+    settings: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Run a bundle workflow through MONAI's ``ConfigWorkflow`` with tiny ``settings`` (default: the 3-D bundle's
+    :data:`TINY`); returns the workflow."""
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(
@@ -47,7 +55,7 @@ def run_bundle(bundle: Path, data: Path, files: list[str], workflow_type: str = 
         workflow_type=workflow_type,
         bundle_root=str(bundle),
         dataset_dir=str(data),
-        **{**TINY, **overrides},
+        **{**(TINY if settings is None else settings), **overrides},
     )
     workflow.initialize()
     assert not workflow.check_properties(), "the bundle lacks required workflow properties"

@@ -1,7 +1,36 @@
-"""BraTS discovery and datalists, input validation, label canonicalisation and the phantom generator."""
+"""Dataset readers and datalists (BraTS; Pascal VOC, Cityscapes, Pascal-Context), input validation, label
+encodings, and the offline data: MRI phantoms and 2-D scenes."""
 
 from __future__ import annotations
 
-from robustseg.data import datalist, discovery, layouts, naming, transforms, validation
+from robustseg.data import (
+    cityscapes_labels,
+    datalist,
+    discovery,
+    layouts,
+    naming,
+    natural,
+    natural_discovery,
+    natural_transforms,
+    natural_validation,
+    png,
+    scenes,
+    transforms,
+    validation,
+)
 
-__all__ = ["datalist", "discovery", "layouts", "naming", "transforms", "validation"]
+__all__ = [
+    "cityscapes_labels",
+    "datalist",
+    "discovery",
+    "layouts",
+    "naming",
+    "natural",
+    "natural_discovery",
+    "natural_transforms",
+    "natural_validation",
+    "png",
+    "scenes",
+    "transforms",
+    "validation",
+]

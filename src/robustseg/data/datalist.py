@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLITS", "empty_policy_of", "load_datalist", "split_cases", "write_datalist"]
+__all__ = [
+    "SPLITS",
+    "empty_policy_of",
+    "hold_out",
+    "load_datalist",
+    "split_cases",
+    "write_datalist",
+    "write_splits",
+]
 
 SPLITS: tuple[str, ...] = ("training", "validation", "testing")
 
@@ -66,7 +74,7 @@ def write_datalist(
         raise ValueError(f"no cases to write to {path}: the datalist would be empty.")
     by_id = {r["case_id"]: r for r in records}
     splits = split_cases(list(by_id), fractions, seed)
-    datalist: dict[str, Any] = {
+    header: dict[str, Any] = {
         "name": "robustseg BraTS datalist",
         "seed": seed,
         "fractions": list(fractions),
@@ -74,12 +82,37 @@ def write_datalist(
         "modalities": ["t1", "t1c", "t2", "flair"],
         **(extra or {}),
     }
-    for name in SPLITS:
-        datalist[name] = [by_id[i] for i in splits[name]]
+    return write_splits({name: [by_id[i] for i in splits[name]] for name in SPLITS}, path, header)
+
+
+def write_splits(splits: dict[str, list[dict[str, Any]]], path: str | Path, header: dict[str, Any]) -> dict[str, Any]:
+    """Write records already split (``training``, ``validation``, ``testing``) under ``header`` to ``path``."""
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"a datalist's splits are {list(SPLITS)}, not {unknown}.")
+    datalist = {**header, **{name: list(splits.get(name, [])) for name in SPLITS}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(datalist, indent=2) + "\n")
     return datalist
+
+
+def hold_out(
+    records: Sequence[dict[str, Any]], fraction: float, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split ``records`` into ``(kept, held_out)``: a seeded ``fraction`` held out, at least one when positive.
+
+    Used to take a validation split (checkpoint selection) out of an official training split, so that the official
+    validation split stays untouched for testing. The order of ``records`` does not matter.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1) but is {fraction}.")
+    ids = [r["case_id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise ValueError("case ids must be unique.")
+    split = split_cases(ids, (1.0 - fraction, fraction, 0.0), seed)
+    held = set(split["validation"])
+    return [r for r in records if r["case_id"] not in held], [r for r in records if r["case_id"] in held]
 
 
 def load_datalist(path: str | Path, split: str, base_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 """File extensions stripped from a file name to name its case."""
 
-_MODALITY_SUFFIX = re.compile(r"[-_](t1n|t1c|t1ce|t1|t2w|t2f|t2|flair)$", re.IGNORECASE)
+_MODALITY_SUFFIX = re.compile(r"[-_](t1n|t1c|t1ce|t1|t2w|t2f|t2|flair)$|_leftImg8bit$", re.IGNORECASE)
 
 
 def case_id_from_path(path: str | Path) -> str:
@@ -35,7 +35,7 @@ def case_id_from_path(path: str | Path) -> str:
 
     ``BraTS-GLI-00001-000-t1n.nii.gz`` -> ``BraTS-GLI-00001-000``; ``BraTS2021_00001_t1.nii.gz`` ->
     ``BraTS2021_00001``; a Decathlon ``BRATS_001.nii.gz`` -> ``BRATS_001``; a VOC ``2007_000032.jpg`` ->
-    ``2007_000032``.
+    ``2007_000032``; a Cityscapes ``aachen_000000_000019_leftImg8bit.png`` -> ``aachen_000000_000019``.
     """
     name = Path(str(path)).name
     for ext in IMAGE_EXTENSIONS:

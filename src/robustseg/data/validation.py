@@ -1,4 +1,4 @@
-"""Check BraTS cases before any compute is spent on them.
+"""Check BraTS cases (and, through :mod:`robustseg.data.natural_validation`, 2-D images) before any compute.
 
 Every datalist record (see :mod:`robustseg.data.datalist`) is checked one case at a time. A record with a BraTS
 ``layout`` (robustseg's datalists) is checked against its layout:
@@ -9,6 +9,9 @@ Every datalist record (see :mod:`robustseg.data.datalist`) is checked one case a
 * all files of a case share one spatial shape and one affine (within ``atol``);
 * intensities are finite (no NaN or Inf);
 * segmentation values lie in the layout's raw label set (:attr:`BraTSLayout.raw_labels`).
+
+A record of a 2-D layout (Pascal VOC, Cityscapes, Pascal-Context) gets the checks of
+:func:`robustseg.data.natural_validation.validate_natural_case`.
 
 A record without one (a model zoo datalist, a user's own) gets the checks that need no layout: every image and
 label file is present and readable, NIfTI files of a case share one spatial shape and one affine, and image
@@ -29,39 +32,14 @@ import numpy as np
 
 from robustseg.data.layouts import MODALITIES, BraTSLayout, get_layout
 from robustseg.data.naming import case_id_of
+from robustseg.data.natural_discovery import NATURAL_LAYOUTS
+from robustseg.data.natural_validation import validate_natural_case
+from robustseg.data.problems import CaseValidationError, skip_hint
 from robustseg.progress import progress
 
 __all__ = ["CaseValidationError", "validate_case", "validate_cases", "validate_datalist", "validate_entries"]
 
 logger = logging.getLogger(__name__)
-
-
-def _skip_hint(root: str | Path) -> str:
-    """How to leave an invalid case out, as the command a user runs (not a Python keyword)."""
-    return f"or leave the case out: rewrite the datalist, `robustseg datalist --root {root} --skip-invalid --overwrite`"
-
-
-class CaseValidationError(ValueError):
-    """One problem of one case: the case id, the file concerned and what is wrong with it (and the fix).
-
-    Args:
-        case_id: id of the case (the datalist's ``case_id``).
-        path: the file concerned (or the case, for a record that names no file).
-        reason: what is wrong and how to fix it.
-        problems: for an error that gathers all problems of a case, the single problems.
-    """
-
-    def __init__(
-        self, case_id: str, path: str | Path, reason: str, problems: Sequence[CaseValidationError] = ()
-    ) -> None:
-        self.case_id = case_id
-        self.path = str(path)
-        self.reason = reason
-        self.problems = list(problems)
-        super().__init__(f"case {case_id!r}: {self.path}: {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.case_id, self.path, self.reason, self.problems)
 
 
 def _read(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray] | str:
@@ -105,6 +83,8 @@ def validate_case(
         layout = record.get("layout")
         if layout is None:
             return _validate_files(record, root, case_id, atol)
+        if layout in NATURAL_LAYOUTS:
+            return validate_natural_case(record, root)
     try:
         lay = layout if isinstance(layout, BraTSLayout) else get_layout(layout)
     except ValueError as e:
@@ -135,15 +115,15 @@ def validate_case(
         if not path.is_file():
             fix = (
                 "add it; if this is an unlabelled (validation) case, point --root at a folder of labelled cases, "
-                + _skip_hint(root)
+                + skip_hint(root)
                 if is_label
-                else f"add it {_skip_hint(root)}"
+                else f"add it {skip_hint(root)}"
             )
             problem(f"the {what} is missing; {fix}")
             continue
         read = _read(path)
         if isinstance(read, str):
-            problem(f"the {what} {read} {_skip_hint(root)}")
+            problem(f"the {what} {read} {skip_hint(root)}")
             continue
         img, data = read
 
@@ -172,14 +152,14 @@ def validate_case(
             if unknown:
                 problem(
                     f"segmentation values {unknown} are not in the {lay.name} label set {list(lay.raw_labels)}; "
-                    f"check the layout (found {lay.name}), fix the segmentation, " + _skip_hint(root)
+                    f"check the layout (found {lay.name}), fix the segmentation, " + skip_hint(root)
                 )
         elif not np.issubdtype(data.dtype, np.integer):
             bad = int(data.size - np.count_nonzero(np.isfinite(data)))
             if bad:
                 problem(
                     f"the {what} has {bad} non-finite (NaN/Inf) intensities; replace them (e.g. with 0) "
-                    + _skip_hint(root)
+                    + skip_hint(root)
                 )
         del data, img
     return problems
@@ -199,13 +179,13 @@ def _validate_files(record: dict[str, Any], root: Path, case_id: str, atol: floa
     for what, rel in files:
         path = Path(rel) if Path(rel).is_absolute() else root / rel
         if not path.is_file():
-            problems.append(CaseValidationError(case_id, path, f"the {what} is missing; add it {_skip_hint(root)}"))
+            problems.append(CaseValidationError(case_id, path, f"the {what} is missing; add it {skip_hint(root)}"))
             continue
         if not str(path).endswith((".nii", ".nii.gz")):
             continue  # other formats are read by MONAI's LoadImage; nothing more to check here
         read = _read(path)
         if isinstance(read, str):
-            problems.append(CaseValidationError(case_id, path, f"the {what} {read} {_skip_hint(root)}"))
+            problems.append(CaseValidationError(case_id, path, f"the {what} {read} {skip_hint(root)}"))
             continue
         img, data = read
         shape, affine = tuple(int(v) for v in data.shape[:3]), np.asarray(img.affine, dtype=np.float64)

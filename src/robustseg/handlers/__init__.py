@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from robustseg.handlers.checkpoint import TrainingCheckpoint, latest_checkpoint
-from robustseg.handlers.metrics import RegionDice, RegionDiceTable, select_region
+from robustseg.handlers.metrics import IoUTable, MeanIoU, RegionDice, RegionDiceTable, select_region
 from robustseg.handlers.mlflow import MLflowTracker
 from robustseg.handlers.progress import ProgressBar
 
 __all__ = [
+    "IoUTable",
     "MLflowTracker",
+    "MeanIoU",
     "ProgressBar",
     "RegionDice",
     "RegionDiceTable",

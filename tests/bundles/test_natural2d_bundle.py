@@ -1,0 +1,148 @@
+"""bundles/natural2d_segmentation end to end on tiny scenes through ConfigWorkflow: train, evaluate, infer, metadata."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from bundle_helpers import REPO, run_bundle
+from mlflow.tracking import MlflowClient
+from monai.bundle import ConfigWorkflow, verify_metadata
+from PIL import Image
+from sklearn.metrics import confusion_matrix as sk_confusion
+
+from robustseg.data.cli import make_datalist
+from robustseg.data.natural import get_dataset
+from robustseg.data.png import read_image, read_label
+from robustseg.data.scenes import SceneConfig, write_scenes
+from robustseg.tracking import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+
+BUNDLE_2D = REPO / "bundles" / "natural2d_segmentation"
+TINY_2D: dict[str, Any] = {
+    "channels": [4, 8, 16],
+    "strides": [2, 2],
+    "num_res_units": 1,
+    "crop_size": [32, 32],
+    "batch_size": 2,
+    "max_epochs": 2,
+    "val_interval": 1,
+    "num_workers": 0,
+    "device": "$torch.device('cpu')",
+    "amp": False,
+}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten 32-pixel scenes in VOC's layout: 6 train (5 training, 1 validation), 4 val (testing)."""
+    root = tmp_path_factory.mktemp("scenes")
+    write_scenes(root, num_train=6, num_val=4, config=SceneConfig(size=32, object_size=(0.4, 0.7)), seed=0)
+    make_datalist(root, dataset="scenes", val_fraction=0.2)
+    return root
+
+
+def run_2d(bundle: Path, data: Path, overlays: tuple[str, ...] = (), **overrides: Any) -> Any:
+    files = [str(bundle / "configs" / "train.json"), *(str(bundle / "configs" / o) for o in overlays)]
+    return run_bundle(bundle, data, files, settings=TINY_2D, **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained_2d(tmp_path_factory: pytest.TempPathFactory, scenes: Path) -> Path:
+    bundle = tmp_path_factory.mktemp("bundle2d")
+    shutil.copytree(BUNDLE_2D / "configs", bundle / "configs")
+    run_2d(bundle, scenes)
+    return bundle
+
+
+def test_metadata_is_schema_valid() -> None:
+    verify_metadata(
+        meta_file=str(BUNDLE_2D / "configs" / "metadata.json"),
+        filepath=str(REPO / "schemas" / "meta_schema_20240725.json"),
+    )
+    meta = json.loads((BUNDLE_2D / "configs" / "metadata.json").read_text())
+    names = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert list(names.values()) == list(get_dataset("scenes").class_names)
+    assert (BUNDLE_2D / "LICENSE").is_file() and (BUNDLE_2D / "docs" / "README.md").is_file()
+
+
+def test_training_tracks_miou_and_saves_the_best_model(trained_2d: Path) -> None:
+    assert (trained_2d / "models" / "model.pt").is_file()
+    client = MlflowClient(default_tracking_uri(trained_2d / "eval"))
+    experiment = client.get_experiment_by_name("natural2d_segmentation")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'train'")
+    assert run.info.status == "FINISHED" and run.data.params["dataset"] == "scenes"
+    for name in ("val_mean_iou", "val_pixel_accuracy"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == [1, 2] and all(0.0 <= m.value <= 1.0 for m in history), name
+    state = torch.load(trained_2d / "models" / "model.pt", map_location="cpu")
+    weights = state.get("model", state)
+    assert torch.allclose(weights["mean"], torch.tensor([0.485, 0.456, 0.406]))  # normalisation inside the model
+
+
+def test_evaluate_writes_miou_tables_and_palette_pngs(trained_2d: Path, scenes: Path) -> None:
+    workflow = run_2d(trained_2d, scenes, ("evaluate.json",))
+    metrics = trained_2d / "eval" / "metrics"
+    summary = json.loads((metrics / "iou_summary.json").read_text())
+    data = json.loads((scenes / "datalist.json").read_text())
+    tests = data["testing"]
+    assert summary["images"] == len(tests) == 4
+    network = workflow.parser.get_parsed_content("network")
+    network.eval()
+    dataset = get_dataset("scenes")
+    truth, predicted = [], []
+    for entry in tests:
+        png = trained_2d / "eval" / "predictions" / f"{entry['case_id']}_pred.png"
+        img = Image.open(png)
+        assert img.mode == "P" and img.getpalette()[:6] == [0, 0, 0, 128, 0, 0]  # the dataset's colours
+        pred = read_label(png)
+        image = torch.tensor(read_image(scenes / entry["image"]), dtype=torch.float32).permute(2, 0, 1)[None] / 255
+        with torch.no_grad():
+            expected = network(image).argmax(1)[0].numpy()
+        np.testing.assert_array_equal(pred, expected)  # the PNG holds the class map, pixel for pixel
+        truth.append(read_label(scenes / entry["label"]).ravel())
+        predicted.append(pred.ravel())
+    y, p = np.concatenate(truth), np.concatenate(predicted)
+    scored = y != 255
+    cm = sk_confusion(y[scored], p[scored], labels=list(range(dataset.num_classes)))  # scikit-learn's reference
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    assert summary["mIoU"] == pytest.approx(np.nanmean(iou), abs=1e-6)
+    assert summary["pixel_accuracy"] == pytest.approx(tp.sum() / cm.sum(), abs=1e-6)
+    with (metrics / "iou_per_class.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == list(dataset.class_names)
+    for c, row in enumerate(rows):
+        if np.isnan(iou[c]):
+            assert row["iou"] == "nan"
+        else:
+            assert float(row["iou"]) == pytest.approx(iou[c], abs=1e-5)
+    with (metrics / "iou_per_case.csv").open() as f:
+        cases = list(csv.DictReader(f))
+    assert [r["case_id"] for r in cases] == [e["case_id"] for e in tests]
+
+
+def test_inference_writes_palette_pngs(trained_2d: Path, scenes: Path) -> None:
+    workflow = ConfigWorkflow(
+        config_file=str(trained_2d / "configs" / "inference.json"),
+        meta_file=str(trained_2d / "configs" / "metadata.json"),
+        workflow_type="infer",
+        bundle_root=str(trained_2d),
+        dataset_dir=str(scenes),
+        **{k: v for k, v in TINY_2D.items() if k not in ("max_epochs", "val_interval", "batch_size")},
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    written = sorted(p.name for p in (trained_2d / "eval" / "inference").glob("*.png"))
+    tests = json.loads((scenes / "datalist.json").read_text())["testing"]
+    assert written == sorted(f"{e['case_id']}_pred.png" for e in tests)
