@@ -414,10 +414,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def execute(
+    args: argparse.Namespace, quick: dict[str, Any], measure: Callable[[argparse.Namespace], dict[str, Any]]
+) -> int:
+    """Apply ``--quick``, check ``--steps``, run ``measure`` under ``--threads``, write the JSON and print it."""
     if args.quick:
-        for key, value in QUICK.items():
+        for key, value in quick.items():
             setattr(args, key, value)
     if args.steps < 2:
         raise SystemExit(f"--steps must be >= 2 but is {args.steps}.")
@@ -425,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        report = run(args)
+        report = measure(args)
     finally:
         torch.set_num_threads(threads)
     text = json.dumps(report, indent=2, allow_nan=False)
@@ -433,6 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.write_text(text + "\n")
     print(text)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return execute(build_parser().parse_args(argv), QUICK, run)
 
 
 if __name__ == "__main__":

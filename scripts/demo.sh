@@ -5,8 +5,10 @@
 #   DEMO_EPOCHS  training epochs (default 12, configs/cpu_demo.json)
 #   DEMO_CERTIFY plain: also train a noise-trained model (sigma 0.25) and certify it by randomized smoothing;
 #                denoised: also train the diffusion denoiser and certify plain and denoised smoothing
+#   DEMO         2d: the 2-D path instead (scripts/demo_2d.sh: scenes, 2-D UNet, mIoU, colour baseline)
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
 set -euo pipefail
+if [ "${DEMO:-3d}" = "2d" ]; then exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_2d.sh" "$@"; fi
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 start=$(date +%s)
 DATA="${DEMO_DATA:-data/phantoms}"

@@ -17,7 +17,10 @@ The blocks and where their figures come from (under ``bundles/brats_unet3d/eval/
 * ``demo_runs``: the demo's MLflow runs. ``attack/mlflow_run.json`` names the audit's run; the ``train`` and
   ``evaluate`` runs are the latest of those names that ended before it started, in the same experiment. Their wall
   times, the best validation Dice and the audit's self-check verdicts;
-* ``demo_certify``: ``certify/report/summary.csv``, written only by ``DEMO_CERTIFY=plain|denoised scripts/demo.sh``.
+* ``demo_certify``: ``certify/report/summary.csv``, written only by ``DEMO_CERTIFY=plain|denoised scripts/demo.sh``;
+* ``demo_scenes``: from ``DEMO=2d scripts/demo.sh`` (under ``bundles/natural2d_segmentation/eval/cpu_demo``):
+  ``metrics/iou_summary.json`` (test mIoU, per-class IoU, pixel accuracy), ``colour_baseline.json`` and the latest
+  finished ``train`` and ``evaluate`` MLflow runs of the 2-D bundle (wall times, epochs).
 
 ``python scripts/doc_figures.py`` prints the figures as JSON. ``--write`` rewrites the blocks in the docs, and
 ``--check`` exits with status 1 when a block differs from what the outputs give. A block whose outputs are missing
@@ -39,7 +42,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO / "bundles/brats_unet3d/eval/cpu_demo"
-DOCS = (REPO / "README.md", REPO / "bundles/brats_unet3d/docs/README.md")
+EVAL_DIR_2D = REPO / "bundles/natural2d_segmentation/eval/cpu_demo"
+DOCS = (
+    REPO / "README.md",
+    REPO / "bundles/brats_unet3d/docs/README.md",
+    REPO / "bundles/natural2d_segmentation/docs/README.md",
+)
 BLOCK = re.compile(
     r"^(?P<begin><!-- figures:(?P<name>[a-z_]+):begin -->\n)(?P<body>.*?)^(?P<end><!-- figures:(?P=name):end -->)$",
     re.DOTALL | re.MULTILINE,
@@ -182,6 +190,46 @@ def certify_figures(eval_dir: Path) -> dict[str, Any]:
     return {"summary": [{k: v if k == "mode" else float(v) for k, v in row.items()} for row in rows]}
 
 
+def natural2d_figures(eval_dir: Path) -> dict[str, Any]:
+    """The 2-D demo: test mIoU and per-class IoU, the colour baseline, and the training's wall time and epochs."""
+    eval_2d = eval_dir
+    summary_file, baseline_file = eval_2d / "metrics" / "iou_summary.json", eval_2d / "colour_baseline.json"
+    for path in (summary_file, baseline_file):
+        if not path.is_file():
+            raise MissingOutput(f"no {path}")
+    store = eval_2d.parent / "mlflow.db"
+    if not store.is_file():
+        raise MissingOutput(f"no MLflow store {store}")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("natural2d_segmentation")
+    runs: dict[str, Any] = {}
+    for name in ("train", "evaluate"):
+        found = client.search_runs(
+            [experiment.experiment_id] if experiment else [],
+            filter_string=f"attributes.run_name = '{name}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not found:
+            raise MissingOutput(f"no finished MLflow run {name!r} of natural2d_segmentation in {store}")
+        runs[name] = found[0]
+    summary = json.loads(summary_file.read_text())
+    baseline = json.loads(baseline_file.read_text())
+    return {
+        "date": datetime.fromtimestamp(runs["train"].info.start_time / 1000, UTC).date().isoformat(),
+        "max_epochs": int(runs["train"].data.params["max_epochs"]),
+        "train_s": _run_seconds(runs["train"]),
+        "evaluate_s": _run_seconds(runs["evaluate"]),
+        "images": summary["images"],
+        "miou": summary["mIoU"],
+        "pixel_accuracy": summary["pixel_accuracy"],
+        "per_class_iou": summary["per_class_iou"],
+        "baseline_miou": baseline["mIoU"],
+    }
+
+
 SOURCES = {
     "demo_dice": dice_figures,
     "demo_audit": audit_figures,
@@ -191,13 +239,24 @@ SOURCES = {
 """Each source of figures by the block it fills (``demo_headline`` is made from ``demo_dice`` and ``demo_audit``)."""
 
 
-def collect(eval_dir: Path, sources: Mapping[str, Any] = SOURCES) -> tuple[dict[str, Any], dict[str, str]]:
-    """The figures of every source whose outputs exist, and for the others why they are missing."""
+SOURCES_2D = {"demo_scenes": natural2d_figures}
+"""The sources that read the 2-D demo's folder (``--eval-dir-2d``)."""
+
+
+def collect(
+    eval_dir: Path, sources: Mapping[str, Any] = SOURCES, eval_dir_2d: Path | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The figures of every source whose outputs exist, and for the others why they are missing (the 2-D sources
+    read ``eval_dir_2d``; without it they are missing)."""
     figures: dict[str, Any] = {}
     missing: dict[str, str] = {}
-    for name, source in sources.items():
+    folders = {**dict.fromkeys(sources, eval_dir), **dict.fromkeys(SOURCES_2D, eval_dir_2d)}
+    for name, source in {**sources, **SOURCES_2D}.items():
+        folder = folders[name]
         try:
-            figures[name] = source(eval_dir)
+            if folder is None:
+                raise MissingOutput("no 2-D demo folder given (--eval-dir-2d)")
+            figures[name] = source(folder)
         except MissingOutput as e:
             missing[name] = str(e)
     return figures, missing
@@ -304,6 +363,21 @@ def render_certify(f: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_2d(f: Mapping[str, Any]) -> str:
+    classes = " | ".join(f["per_class_iou"])
+    values = " | ".join(f"{v:.3f}" for v in f["per_class_iou"].values())
+    ratio = f["baseline_miou"] / f["miou"] if f["miou"] > 0 else float("nan")
+    text = (
+        f"On its {f['images']} held-out test scenes the 2-D demo's model (trained {f['max_epochs']} epochs in "
+        f"{f['train_s']:.0f} s on {f['date']}) scores mIoU {f['miou']:.3f} and pixel accuracy "
+        f"{f['pixel_accuracy']:.3f}; a per-pixel colour classifier (logistic regression on RGB, "
+        f"scripts/colour_baseline.py) scores mIoU {f['baseline_miou']:.3f}, {ratio:.2f} of the network's."
+    )
+    return "\n".join(
+        [*_wrapped(text), "", f"| | {classes} |", "|:---|" + "---:|" * len(f["per_class_iou"]), f"| IoU | {values} |"]
+    )
+
+
 def render(figures: Mapping[str, Any]) -> dict[str, str]:
     """The Markdown body of every block whose figures are there."""
     renderers = {
@@ -311,6 +385,7 @@ def render(figures: Mapping[str, Any]) -> dict[str, str]:
         "demo_audit": render_audit,
         "demo_runs": render_runs,
         "demo_certify": render_certify,
+        "demo_scenes": render_2d,
     }
     blocks = {name: renderers[name](f) for name, f in figures.items()}
     if "demo_dice" in figures and "demo_audit" in figures:
@@ -355,6 +430,9 @@ def _rounded(value: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR, help="the demo's outputs (default: %(default)s)")
+    parser.add_argument(
+        "--eval-dir-2d", type=Path, default=EVAL_DIR_2D, help="the 2-D demo's outputs (default: %(default)s)"
+    )
     parser.add_argument("--docs", type=Path, nargs="+", default=list(DOCS), help="the docs holding figure blocks")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true", help="rewrite the blocks in the docs")
@@ -364,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    figures, missing = collect(args.eval_dir)
+    figures, missing = collect(args.eval_dir, eval_dir_2d=args.eval_dir_2d)
     blocks = render(figures)
     stale: list[str] = []
     for doc in args.docs:
@@ -376,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stale.append(str(doc))
             if args.write:
                 doc.write_text(new)
-    print(json.dumps({"eval_dir": str(args.eval_dir), "figures": _rounded(figures), "missing": missing}, indent=2))
+    folders = {"eval_dir": str(args.eval_dir), "eval_dir_2d": str(args.eval_dir_2d)}
+    print(json.dumps({**folders, "figures": _rounded(figures), "missing": missing}, indent=2))
     if args.check and stale:
         print(f"figures out of date in {', '.join(stale)}: run python scripts/doc_figures.py --write", file=sys.stderr)
         return 1

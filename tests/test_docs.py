@@ -588,7 +588,7 @@ def test_doc_figures_rewrites_the_blocks_from_the_outputs(tmp_path: Path) -> Non
         ],
     )
     found, missing = figures["collect"](eval_dir)
-    assert set(missing) == {"demo_runs", "demo_certify"}  # no MLflow run file, no certification
+    assert set(missing) == {"demo_runs", "demo_certify", "demo_scenes"}  # no MLflow run file, certification, 2-D demo
     assert found["demo_audit"]["comparisons"][1]["drop"] == pytest.approx(0.3)
     doc = "\n".join(
         [

@@ -64,8 +64,11 @@ def run_bundle(
     return workflow
 
 
-def bundle_command(bundle: Path, data: Path, files: list[str], **overrides: Any) -> list[str]:
-    """``python -m monai.bundle run`` of ``files`` with the tiny settings, as a subprocess argument list."""
+def bundle_command(
+    bundle: Path, data: Path, files: list[str], settings: dict[str, Any] | None = None, **overrides: Any
+) -> list[str]:
+    """``python -m monai.bundle run`` of ``files`` with tiny ``settings`` (default :data:`TINY`), as a subprocess
+    argument list."""
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
     command += [
         "--bundle_root",
@@ -75,6 +78,6 @@ def bundle_command(bundle: Path, data: Path, files: list[str], **overrides: Any)
         "--meta_file",
         str(bundle / "configs" / "metadata.json"),
     ]
-    for key, value in {**TINY, **overrides}.items():
+    for key, value in {**(TINY if settings is None else settings), **overrides}.items():
         command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     return command

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import REPO, run_bundle
+from bundle_helpers import REPO, bundle_command, run_bundle
 from mlflow.tracking import MlflowClient
 from monai.bundle import ConfigWorkflow, verify_metadata
 from PIL import Image
@@ -42,10 +45,11 @@ TINY_2D: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Ten 32-pixel scenes in VOC's layout: 6 train (5 training, 1 validation), 4 val (testing)."""
+    """Twelve 32-pixel scenes in VOC's layout: 8 train (6 training, 2 validation: one per rank of the gloo test),
+    4 val (testing)."""
     root = tmp_path_factory.mktemp("scenes")
-    write_scenes(root, num_train=6, num_val=4, config=SceneConfig(size=32, object_size=(0.4, 0.7)), seed=0)
-    make_datalist(root, dataset="scenes", val_fraction=0.2)
+    write_scenes(root, num_train=8, num_val=4, config=SceneConfig(size=32, object_size=(0.4, 0.7)), seed=0)
+    make_datalist(root, dataset="scenes", val_fraction=0.25)
     return root
 
 
@@ -146,3 +150,24 @@ def test_inference_writes_palette_pngs(trained_2d: Path, scenes: Path) -> None:
     written = sorted(p.name for p in (trained_2d / "eval" / "inference").glob("*.png"))
     tests = json.loads((scenes / "datalist.json").read_text())["testing"]
     assert written == sorted(f"{e['case_id']}_pred.png" for e in tests)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo is exercised on Linux")
+def test_two_process_gloo_training_with_torchrun(tmp_path: Path, scenes: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLE_2D / "configs", bundle / "configs")
+    files = [str(bundle / "configs" / f) for f in ("train.json", "multi_gpu_train.json")]
+    files.append(str(REPO / "configs" / "gloo.json"))
+    command = bundle_command(bundle, scenes, files, settings=TINY_2D)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*torchrun, *command[1:]], capture_output=True, text=True, timeout=400, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (bundle / "models" / "model.pt").is_file()
+    client = MlflowClient(default_tracking_uri(bundle / "eval"))
+    experiment = client.get_experiment_by_name("natural2d_segmentation")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])  # only rank 0 records
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val_mean_iou")
+    assert [m.step for m in history] == [1, 2]

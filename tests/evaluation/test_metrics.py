@@ -19,6 +19,7 @@ from robustseg.evaluation.metrics import (
     describe_empty_policy,
     long_rows,
     region_dice_table,
+    region_metrics,
 )
 from robustseg.labels import BRATS, LabelScheme
 
@@ -212,3 +213,22 @@ def test_hd95_is_in_mm_of_the_preprocessed_grid_after_orientation_and_spacing(tm
         assert rows[region]["hd95"] == pytest.approx(brute_hd95(p, g, (1.5, 1.5, 2.0)), rel=1e-5), region
         assert rows[region]["hd95"] != pytest.approx(brute_hd95(p, g, (1.0, 1.0, 1.0)), rel=1e-3)
         assert rows[region]["hd95"] != pytest.approx(brute_hd95(p, g, tuple(stale)), rel=1e-3)
+
+
+def test_iou_per_region_and_no_hd95_for_natural_images() -> None:
+    """IoU = |P & G| / |P | G| by hand, NaN for a region in neither mask; hd95=False leaves HD95 out (NaN)."""
+    rng = np.random.default_rng(0)
+    pred = torch.tensor(rng.random((2, 3, 9, 11)) > 0.5)
+    label = torch.tensor(rng.random((2, 3, 9, 11)) > 0.6)
+    pred[1, 2] = False
+    label[1, 2] = False  # region 2 absent from case 1
+    rows = region_metrics(pred, label, ["a", "b", "c"], iou=True, hd95=False, empty_policy="ignore")
+    for b in range(2):
+        for r, name in enumerate("abc"):
+            p, g = pred[b, r].numpy(), label[b, r].numpy()
+            union = (p | g).sum()
+            expected = (p & g).sum() / union if union else math.nan
+            got = rows[b][f"{name}_iou"]
+            assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
+            assert math.isnan(rows[b][f"{name}_hd95"])
+    assert "a_iou" not in region_metrics(pred, label, ["a", "b", "c"])[0]

@@ -50,3 +50,19 @@ def test_cli_prints_table_and_writes_case_csv(
 def test_cli_without_evaluation_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path)]) == 2
     assert "run the bundle's evaluate workflow first" in capsys.readouterr().err
+
+
+def test_cli_prints_the_iou_table_of_a_2d_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    summary = {"mIoU": 0.5, "pixel_accuracy": 0.9, "images": 3, "per_class_iou": {"background": 0.75, "cat": 0.25}}
+    summary["per_class_iou"]["dog"] = math.nan
+    (metrics / "iou_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "IoU on 3 held-out images" in out and "label 255 ignored" in out
+    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert lines["background"] == "0.750" and lines["cat"] == "0.250" and lines["dog"] == "absent"
+    assert lines["mIoU"] == "0.500"

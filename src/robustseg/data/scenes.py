@@ -1,7 +1,7 @@
 """Offline 2-D scenes in Pascal VOC's exact layout, built from the photographs scikit-image's wheel ships.
 
-Nothing downloads: textures, colours and the horse silhouette come from ``skimage.data`` (brick, grass, gravel,
-camera, coins, the horse; astronaut, coffee, chelsea, rocket, hubble, immunohistochemistry, retina for
+Nothing downloads: textures, colours and the horse silhouette come from ``skimage.data`` (grass, brick, text,
+checkerboard, gravel, the horse; astronaut, coffee, chelsea, rocket, hubble, immunohistochemistry, retina for
 backgrounds and colours). Each scene has a textured photographic background and 2-4 objects of the six classes of
 :data:`robustseg.data.natural.SCENE_CLASSES`, each class a shape with its own texture:
 
@@ -10,10 +10,10 @@ class   shape                      texture (grey, then tinted)
 ======  =========================  ==========================================
 horse   the skimage horse          grass
 disc    ellipse                    brick
-box     rotated rectangle          gravel
+box     rotated rectangle          text (a scanned page)
 star    five-pointed star          stripes of random frequency and direction
-ring    annulus                    coins
-blob    smooth random blob         camera (a photograph's fine structure)
+ring    annulus                    checkerboard
+blob    smooth random blob         gravel
 ======  =========================  ==========================================
 
 What makes the scenes not trivially easy:
@@ -49,7 +49,10 @@ from robustseg.progress import progress
 __all__ = ["SceneConfig", "SceneGenerator", "write_scenes"]
 
 _BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
-_TEXTURES = {"horse": "grass", "disc": "brick", "box": "gravel", "ring": "checkerboard", "blob": "camera"}
+_TEXTURES = {"horse": "grass", "disc": "brick", "box": "text", "ring": "checkerboard", "blob": "gravel"}
+_TEXTURE_SCALE = {"grass": (0.25, 0.5), "brick": (0.3, 0.6), "text": (0.6, 1.0), "checkerboard": (0.5, 1.0),
+                  "gravel": (0.15, 0.3)}  # fmt: skip
+"""Share of the texture photograph's shorter side an object's texture is cut from: a few repeats per object."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class SceneConfig:
 
     size: int = 128
     objects: tuple[int, int] = (2, 4)
-    object_size: tuple[float, float] = (0.3, 0.6)
+    object_size: tuple[float, float] = (0.35, 0.65)
     void_width: int = 2
     noise: float = 0.02
     jpeg_quality: int = 90
@@ -157,7 +160,8 @@ class SceneGenerator:
             period = rng.uniform(5.0, 9.0)
             tex = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)
         else:
-            tex = _crop(rng, _sources()[_TEXTURES[name]], n, (0.15, 0.35))
+            source = _TEXTURES[name]
+            tex = _crop(rng, _sources()[source], n, _TEXTURE_SCALE[source])
         lo, hi = np.percentile(tex, (2, 98))
         return np.clip((tex - lo) / max(hi - lo, 1e-3), 0.0, 1.0).astype(np.float32)
 

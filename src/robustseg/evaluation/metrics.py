@@ -93,8 +93,10 @@ def region_metrics(
     spacing: float | Sequence[float] | Sequence[Sequence[float]] | None = None,
     empty_policy: str | EmptyPolicy = "brats",
     empty_hd95: float | None = None,
+    hd95: bool = True,
+    iou: bool = False,
 ) -> list[dict[str, float]]:
-    """Dice and HD95 of every case and region of predicted and ground-truth region masks ``(N, R, *spatial)``.
+    """Dice and HD95 (and IoU) of every case and region of predicted and ground-truth region masks ``(N, R, *spatial)``.
 
     Args:
         pred_regions: predicted masks, e.g. :meth:`~robustseg.labels.LabelScheme.regions_from_logits` (softmax
@@ -106,9 +108,13 @@ def region_metrics(
             ``None`` measures it in voxels.
         empty_policy: see :mod:`robustseg.evaluation.dice`.
         empty_hd95: HD95 when exactly one mask is empty; default the policy's (373.13 or 374 mm).
+        hd95: compute HD95 (``False``: NaN, as for natural images, where boundary distances are not reported).
+        iou: add ``"<region>_iou"``, intersection over union, NaN where the region is in neither mask (natural
+            images: a class absent from an image's truth and prediction does not enter its mIoU).
 
     Returns:
-        One dict per case with ``"<region>_dice"`` and ``"<region>_hd95"`` for each region, e.g. ``"ET_dice"``.
+        One dict per case with ``"<region>_dice"`` and ``"<region>_hd95"`` (and ``"<region>_iou"``) for each
+        region, e.g. ``"ET_dice"``.
     """
     rule = get_policy(empty_policy)
     miss_hd95 = rule.one_empty_hd95 if empty_hd95 is None else float(empty_hd95)
@@ -125,6 +131,9 @@ def region_metrics(
         keep = keep.unsqueeze(1) if keep.ndim == pred.ndim - 1 else keep
         pred, label = pred & keep, label & keep
     dice = region_dice(pred, label, policy=rule)
+    dims = tuple(range(2, pred.ndim))
+    union = (pred | label).sum(dims).double()
+    overlap = torch.where(union > 0, (pred & label).sum(dims).double() / union.clamp_min(1), float("nan"))
     batch = pred.shape[0]
     spacings = prepare_spacing(spacing=spacing, batch_size=batch, img_dim=pred.ndim - 2)
     rows: list[dict[str, float]] = []
@@ -133,7 +142,9 @@ def region_metrics(
         for r, region in enumerate(region_names):
             p, g = pred[b : b + 1, r : r + 1], label[b : b + 1, r : r + 1]
             row[f"{region}_dice"] = float(dice[b, r])
-            row[f"{region}_hd95"] = _hd95(p, g, spacings[b], rule, miss_hd95)
+            row[f"{region}_hd95"] = _hd95(p, g, spacings[b], rule, miss_hd95) if hd95 else math.nan
+            if iou:
+                row[f"{region}_iou"] = float(overlap[b, r])
         rows.append(row)
     return rows
 

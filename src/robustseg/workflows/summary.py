@@ -1,7 +1,9 @@
-"""Read an evaluation's per-case Dice (MONAI ``MetricsSaver`` output) and report it by region.
+"""Read an evaluation's per-case Dice (MONAI ``MetricsSaver`` output) and report it by region; or, for a 2-D bundle,
+its mIoU tables (``iou_summary.json`` of :class:`robustseg.handlers.IoUTable`).
 
 ``python -m robustseg.workflows.summary bundles/brats_unet3d/eval`` prints the table the demo ends with and writes
-``metrics/dice_per_case.csv`` with case ids and region names instead of file paths and channel numbers.
+``metrics/dice_per_case.csv`` with case ids and region names instead of file paths and channel numbers. Where the
+metrics folder holds ``iou_summary.json`` it prints the per-class IoU, the mIoU and the pixel accuracy instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from robustseg.data.naming import case_id_from_path
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import resolve_tracking_uri, ui_command
 
-__all__ = ["format_summary", "read_case_dice", "summarize"]
+__all__ = ["IOU_SUMMARY", "format_iou_summary", "format_summary", "read_case_dice", "summarize"]
+
+IOU_SUMMARY = "iou_summary.json"
+"""The 2-D evaluation's summary (:class:`robustseg.handlers.IoUTable`)."""
 
 RAW_FILE = "val_mean_dice_raw.csv"
 
@@ -68,6 +73,18 @@ def format_summary(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def format_iou_summary(summary: dict) -> str:
+    """The per-class IoU table of a 2-D evaluation, then its mIoU and pixel accuracy (ignore pixels excluded)."""
+    per_class = summary["per_class_iou"]
+    width = max(8, *(len(c) for c in per_class)) + 2
+    lines = [f"{'class':<{width}}{'IoU':>8}"]
+    for name, value in per_class.items():
+        lines.append(f"{name:<{width}}{'absent' if math.isnan(value) else f'{value:.3f}':>8}")
+    lines.append(f"{'mIoU':<{width}}{summary['mIoU']:>8.3f}")
+    lines.append(f"{'pixel acc.':<{width}}{summary['pixel_accuracy']:>8.3f}")
+    return "\n".join(lines)
+
+
 def write_case_table(cases: dict[str, dict[str, float]], path: str | Path) -> None:
     regions = list(next(iter(cases.values())))
     with Path(path).open("w", newline="") as f:
@@ -78,7 +95,9 @@ def write_case_table(cases: dict[str, dict[str, float]], path: str | Path) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Summarise a bundle evaluation by region (ET, TC, WT).")
+    parser = argparse.ArgumentParser(
+        description="Summarise a bundle evaluation: Dice by region (ET, TC, WT), or IoU by class (2-D)."
+    )
     parser.add_argument("output_dir", help="the bundle's eval/ folder (holds mlflow.db, and metrics/ by default)")
     parser.add_argument(
         "--metrics-dir", help="where the evaluate workflow wrote its metrics (default OUTPUT_DIR/metrics)"
@@ -86,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output_dir = Path(args.output_dir)
     metrics_dir = Path(args.metrics_dir) if args.metrics_dir else output_dir / "metrics"
+    uri = resolve_tracking_uri(output_dir)
+    if (metrics_dir / IOU_SUMMARY).is_file():
+        import json
+
+        summary = json.loads((metrics_dir / IOU_SUMMARY).read_text())
+        print(f"IoU on {summary['images']} held-out images, one confusion matrix, label 255 ignored "
+              f"(per image: {metrics_dir / 'iou_per_case.csv'}):")  # fmt: skip
+        print(format_iou_summary(summary))
+        print(f"MLflow runs: {uri}\nOpen the MLflow UI: {ui_command(uri)}")
+        return 0
     try:
         cases = read_case_dice(metrics_dir)
     except (FileNotFoundError, ValueError) as e:
@@ -93,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = summarize(cases)
     write_case_table(cases, metrics_dir / "dice_per_case.csv")
-    uri = resolve_tracking_uri(output_dir)
     print(f"Dice on {len(cases)} held-out cases (per case: {metrics_dir / 'dice_per_case.csv'}):")
     print(format_summary(table))
     print(f"MLflow runs: {uri}\nOpen the MLflow UI: {ui_command(uri)}")
