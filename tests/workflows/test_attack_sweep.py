@@ -189,3 +189,49 @@ def test_examples_of_a_2d_rgb_model_are_saved_and_read_back(tmp_path: Path, monk
     assert second[0]["adversarial"].shape == (3, 24, 24)
     for key in ("adversarial", "pred_adversarial"):
         np.testing.assert_allclose(second[0][key], first[0][key], atol=1e-6)
+
+
+def test_natural_image_sweep_scores_iou_per_class_and_the_case_miou(tmp_path: Path) -> None:
+    """metric="iou": per-class IoU and a per-case mIoU row, by hand; no HD95; tests and report on IoU."""
+    from robustseg.evaluation.report import write_html_report
+
+    torch.manual_seed(0)
+    net = small_conv_net(out_channels=3, in_channels=3, spatial_dims=2)
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    rng = np.random.default_rng(3)
+    pairs = [ringed_disc(rng) for _ in range(3)]
+    cases = [{"image": image, "label": label, "case_id": f"img{k}"} for k, (image, label) in enumerate(pairs)]
+    names = ("background", "disc", "ring")
+    scheme = LabelScheme(names, regions={n: (i,) for i, n in enumerate(names)}, ignore_index=255)  # as 2-D datasets
+    sweep = AttackSweep(
+        net, checkpoint, SimpleInferer(), cases, ["fgsm", {"name": "ifgsm", "steps": 2}], [0.1], tmp_path / "out",
+        scheme=scheme, mask="none", num_examples=0, metric="iou", hd95=False, empty_policy="ignore",
+    )  # fmt: skip
+    outcome = sweep.run()
+    assert read_rows(tmp_path / "out" / "results.csv")[0].keys() >= {"iou", "dice", "hd95"}
+    clean = {(r["case_id"], r["region"]): r for r in outcome["rows"] if r["condition"] == "clean"}
+    for case in cases:
+        with torch.no_grad():
+            pred = net(case["image"][None]).argmax(1)[0].numpy()
+        label = case["label"][0].numpy()
+        scored = label != 255
+        ious = []
+        for c, name in enumerate(scheme.class_names):
+            p, g = (pred == c) & scored, (label == c) & scored
+            union = (p | g).sum()
+            expected = (p & g).sum() / union if union else float("nan")
+            got = clean[(case["case_id"], name)]["iou"]
+            assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected)
+            assert np.isnan(clean[(case["case_id"], name)]["hd95"])
+            if union:
+                ious.append(expected)
+        assert clean[(case["case_id"], "mIoU")]["iou"] == pytest.approx(np.mean(ious))
+    stats = {(s["region"], s["condition"]): s for s in outcome["statistics"]}
+    assert ("mIoU", "fgsm@0.1") in stats and ("mIoU", "worst@0.1") in stats
+    attacked = [r["iou"] for r in outcome["rows"] if r["condition"] == "fgsm@0.1" and r["region"] == "mIoU"]
+    assert stats[("mIoU", "fgsm@0.1")]["mean_condition"] == pytest.approx(np.mean(attacked))
+    html = write_html_report(
+        tmp_path / "report", outcome["rows"], outcome["statistics"], outcome["checks"], [], outcome["settings"]
+    ).read_text()
+    assert "IoU against eps" in html and "mean clean IoU" in html and "lowered IoU most" in html

@@ -64,7 +64,8 @@ class AttackSweep(ConditionSweep):
         noise: add each budget's random-noise baseline (``uniform`` for L-inf, ``gaussian`` for L2).
         transfer_network, transfer_checkpoint: a second model of the same task; every attack is also crafted on it
             and applied to the audited model (``None``: no transfer attacks).
-        empty_policy, max_cases, fresh: see :class:`~robustseg.workflows.sweep.ConditionSweep`.
+        empty_policy, max_cases, fresh, metric, hd95: see :class:`~robustseg.workflows.sweep.ConditionSweep`
+            (natural images: ``metric="iou"``, ``hd95=False``).
     """
 
     title = "Adversarial robustness audit"
@@ -96,6 +97,8 @@ class AttackSweep(ConditionSweep):
         empty_policy: str = "brats",
         max_cases: int | None = None,
         fresh: bool = False,
+        metric: str = "dice",
+        hd95: bool = True,
     ) -> None:
         common: dict[str, Any] = {"inferer": inferer, "head": head, "scheme": scheme}
         if loss:
@@ -139,6 +142,8 @@ class AttackSweep(ConditionSweep):
             max_cases=max_cases,
             fresh=fresh,
             mask=mask if isinstance(mask, str) else "nonzero",
+            metric=metric,
+            hd95=hd95,
             settings={
                 "norm": norm,
                 "eps": [float(e) for e in eps],
@@ -208,7 +213,7 @@ def run_attack_audit(
             outcome["examples"],
             settings,
         )
-        print(headline_table(outcome["rows"], outcome["statistics"]))
+        print(headline_table(outcome["rows"], outcome["statistics"], sweep.metric))
         alpha = next((float(r["alpha"]) for r in outcome["statistics"] if r.get("alpha") is not None), 0.05)
         print(f"Holm p over the {len(outcome['statistics'])} tests; significant: Holm p <= alpha = {alpha:g}")
         warning = small_sample_warning(outcome["statistics"])
@@ -218,7 +223,8 @@ def run_attack_audit(
         run.log_params({"checkpoint_sha256": settings["checkpoint_sha256"]})
         means: dict[str, list[float]] = {}
         for r in outcome["rows"]:
-            means.setdefault(f"dice_{r['region']}_{r['condition']}".replace("@", "_eps"), []).append(r["dice"])
+            name = f"{sweep.metric}_{r['region']}_{r['condition']}".replace("@", "_eps")
+            means.setdefault(name, []).append(r[sweep.metric])
         run.log_metrics({_metric_name(k): float(np.nanmean(v)) for k, v in means.items()}, step=0)
         run.log_metrics({"rows_reused": sweep.reused_rows, "cases_computed": sweep.computed_cases}, step=0)
         verdicts: dict[str, bool] = {}

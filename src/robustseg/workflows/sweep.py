@@ -64,11 +64,36 @@ from robustseg.workflows.fingerprint import (
     network_signature,
 )
 
-__all__ = ["COLUMNS", "KEY", "WORST", "ConditionSweep", "prefetched", "worst_case_rows"]
+__all__ = [
+    "COLUMNS",
+    "KEY",
+    "MEAN_IOU",
+    "METRICS",
+    "WORST",
+    "ConditionSweep",
+    "columns_for",
+    "prefetched",
+    "worst_case_rows",
+]
 
 logger = logging.getLogger(__name__)
 
 COLUMNS = ["case_id", "condition", "kind", "attack", "eps", "region", "dice", "hd95", "linf", "l2", "psnr_db"]
+"""The columns of ``results.csv``; a sweep scored by IoU (:data:`METRICS`) adds ``iou``."""
+
+METRICS: tuple[str, ...] = ("dice", "iou")
+"""What a sweep tests: ``dice`` per region (MRI), or ``iou`` per class with a per-case ``mIoU`` row (natural
+images: the mean over the classes present in the case's truth or prediction)."""
+
+MEAN_IOU = "mIoU"
+"""The region name of the per-case mean IoU rows."""
+
+
+def columns_for(metric: str) -> list[str]:
+    """The results columns of a sweep scored by ``metric``."""
+    return [*COLUMNS, "iou"] if metric == "iou" else list(COLUMNS)
+
+
 KEY = ["case_id", "condition", "region"]
 WORST = "worst"
 OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "examples", "report", "mlflow_run.json")
@@ -83,12 +108,15 @@ def _file_part(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]+", "_", label).strip("_")
 
 
-def worst_case_rows(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("attack", "transfer")) -> list[dict]:
-    """Per budget with two or more attacks: per case and region the lowest Dice over them (``worst@<eps>``).
+def worst_case_rows(
+    rows: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("attack", "transfer"), metric: str = "dice"
+) -> list[dict]:
+    """Per budget with two or more attacks: per case and region the lowest score over them (``worst@<eps>``).
 
-    Rows need ``case_id``, ``condition``, ``kind``, ``eps``, ``region``, ``dice`` and ``hd95`` as numbers. A case
-    counts at a budget only when every attack of that budget scored it, so the minimum is over the same set for all.
-    The HD95 is the one of the attack that gave the lowest Dice (ties: the first attack in the table).
+    Rows need ``case_id``, ``condition``, ``kind``, ``eps``, ``region``, ``dice`` and ``hd95`` (and ``iou`` for
+    ``metric="iou"``) as numbers. A case counts at a budget only when every attack of that budget scored it, so the
+    minimum is over the same set for all. The other scores are those of the attack that gave the lowest ``metric``
+    (ties: the first attack in the table).
     """
     by_eps: dict[float, dict[tuple[str, str], dict[str, Mapping[str, Any]]]] = {}
     conditions: dict[float, list[str]] = {}
@@ -109,10 +137,12 @@ def worst_case_rows(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str] = ("
             if len(scored) < len(names):
                 continue
             values = [scored[n] for n in names]
-            finite = [r for r in values if not math.isnan(float(r["dice"]))]
-            lowest = min(finite, key=lambda r: float(r["dice"])) if finite else values[0]
+            finite = [r for r in values if not math.isnan(float(r[metric]))]
+            lowest = min(finite, key=lambda r: float(r[metric])) if finite else values[0]
+            scores = {"iou": float(lowest["iou"])} if metric == "iou" else {}
             out.append(
                 {
+                    **scores,
                     "case_id": case_id,
                     "condition": f"{WORST}@{eps:g}",
                     "kind": WORST,
@@ -154,6 +184,9 @@ class ConditionSweep:
         fresh: discard what an earlier run left in ``output_dir`` (results, fingerprint, examples, report).
         mask: the voxels perturbations may change for the PSNR of non-attack conditions: ``nonzero`` or ``none``.
         settings: extra settings for the report and MLflow (e.g. the threat model in words).
+        metric: what is tested, one of :data:`METRICS`: ``dice`` per region, or ``iou`` per class plus the per-case
+            ``mIoU`` (natural images).
+        hd95: compute HD95 (``False`` for natural images: the column holds NaN).
     """
 
     title = "Robustness audit"
@@ -177,8 +210,12 @@ class ConditionSweep:
         fresh: bool = False,
         mask: str = "nonzero",
         settings: Mapping[str, Any] | None = None,
+        metric: str = "dice",
+        hd95: bool = True,
     ) -> None:
         check_unique_labels(conditions)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)} but is {metric!r}.")
         scheme.check_head(head)
         if mask not in ("nonzero", "none"):
             raise ValueError(f"mask must be 'nonzero' or 'none' but is {mask!r}.")
@@ -204,6 +241,9 @@ class ConditionSweep:
         self.fresh = bool(fresh)
         self.mask = mask
         self.extra_settings = dict(settings or {})
+        self.metric = metric
+        self.hd95 = bool(hd95)
+        self.columns = columns_for(metric)
         self.checks: list[SelfCheck] = []
         self.examples: list[dict[str, Any]] = []
         self._ids: list[str] | None = None
@@ -235,6 +275,8 @@ class ConditionSweep:
             "scoring": self.scoring,
             "regions": {r: [self.scheme.class_names[c] for c in cs] for r, cs in self.scheme.regions.items()},
             "empty_policy": self.policy.name,
+            "metric": self.metric,
+            "hd95": self.hd95,
             "checkpoint": str(self.checkpoint.resolve()),
             "checkpoint_sha256": self._checkpoint_sha256 or "",
             "cases": len(self.case_ids()),
@@ -257,6 +299,8 @@ class ConditionSweep:
                 "sigmoid_regions": list(self.scheme.sigmoid_regions),
             },
             "empty_policy": self.policy.name,
+            **({"metric": self.metric} if self.metric != "dice" else {}),  # unchanged for the default: resumable
+            **({"hd95": False} if not self.hd95 else {}),
             "checkpoint_sha256": self._checkpoint_sha256,
             "network": network_signature(self.network),
             "inferer": inferer_signature(self.inferer),
@@ -296,7 +340,7 @@ class ConditionSweep:
         self.load()
         keep_created()  # from here on results are written: a later failure must keep them for the resume
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        store = distributed.open_store(self.output_dir, COLUMNS, KEY)
+        store = distributed.open_store(self.output_dir, self.columns, KEY)
         ids = self.case_ids()
         mine = distributed.shard(len(ids))
         rank, world = distributed.rank_and_world()
@@ -320,7 +364,7 @@ class ConditionSweep:
         distributed.barrier()
         if not distributed.is_rank0():
             return None
-        return self.finish(distributed.merge(self.output_dir, COLUMNS, KEY))
+        return self.finish(distributed.merge(self.output_dir, self.columns, KEY))
 
     def _stored(self, store: ResultsStore, case_id: str, condition: str) -> bool:
         return store.has({"case_id": case_id, "condition": condition, "region": self.scheme.region_names[0]})
@@ -400,8 +444,10 @@ class ConditionSweep:
             valid=self.scheme.valid_mask(label),
             spacing=spacing,
             empty_policy=self.policy,
+            hd95=self.hd95,
+            iou=self.metric == "iou",
         )[0]
-        return [
+        rows = [
             {
                 "case_id": case_id,
                 "condition": CLEAN if condition is None else condition.label,
@@ -411,10 +457,16 @@ class ConditionSweep:
                 "region": r,
                 "dice": metrics[f"{r}_dice"],
                 "hd95": metrics[f"{r}_hd95"],
+                **({"iou": metrics[f"{r}_iou"]} if self.metric == "iou" else {}),
                 **stats,
             }
             for r in self.scheme.region_names
         ]
+        if self.metric == "iou":  # the case's mIoU: the mean over the classes in its truth or its prediction
+            present = [v for v in (float(metrics[f"{r}_iou"]) for r in self.scheme.region_names) if not math.isnan(v)]
+            miou = sum(present) / len(present) if present else math.nan
+            rows.append({**rows[0], "region": MEAN_IOU, "dice": math.nan, "hd95": math.nan, "iou": miou})
+        return rows
 
     def _first_case_checks(self, case: CaseContext) -> None:
         """Checks of the model on the first case: logits, determinism, masked gradients with the plain loss."""
@@ -517,9 +569,9 @@ class ConditionSweep:
         rows = typed_rows(store.rows())
         ids = set(self.case_ids())
         rows = [r for r in rows if r["case_id"] in ids]
-        rows += worst_case_rows(rows)
+        rows += worst_case_rows(rows, metric=self.metric)
         self.checks += self.sweep_checks(rows)
-        stats = compare_conditions(rows, baseline=CLEAN, alternative="greater")
+        stats = compare_conditions(rows, baseline=CLEAN, alternative="greater", metric=self.metric)
         self._collect_examples()
         order = {case_id: i for i, case_id in enumerate(self.case_ids())}
         examples = sorted(self.examples, key=lambda e: (order[e["case_id"]], e["condition"]))
@@ -535,7 +587,7 @@ class ConditionSweep:
         """Attacks against their noise baseline, fewer steps against more, transfer against white-box."""
         dice: dict[str, dict[tuple[str, str], float]] = {}
         for r in rows:
-            dice.setdefault(r["condition"], {})[(r["case_id"], r["region"])] = r["dice"]
+            dice.setdefault(r["condition"], {})[(r["case_id"], r["region"])] = r[self.metric]
 
         def paired(a: str, b: str) -> tuple[list[float], list[float]]:
             cells = sorted(set(dice.get(a, {})) & set(dice.get(b, {})))
@@ -583,15 +635,15 @@ def _weaker(a: AttackCondition, b: AttackCondition) -> bool:
     return fewer_or_equal and (a.steps < b.steps or a.restarts < b.restarts)
 
 
-_NUMERIC = ("eps", "dice", "hd95", "linf", "l2", "psnr_db")
+_NUMERIC = ("eps", "dice", "hd95", "iou", "linf", "l2", "psnr_db")
 
 
 def typed_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``results.csv`` with their numbers as floats (empty text NaN)."""
+    """Rows of ``results.csv`` with their numbers as floats (empty text NaN; ``iou`` only where the rows have it)."""
     out = []
     for row in rows:
         typed: dict[str, Any] = dict(row)
-        for key in _NUMERIC:
+        for key in (k for k in _NUMERIC if k != "iou" or k in row):
             value = row.get(key)
             typed[key] = math.nan if value in (None, "") else float(value)
         out.append(typed)

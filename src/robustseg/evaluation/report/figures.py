@@ -46,7 +46,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def _metric_label(metric: str) -> str:
-    return "Dice" if metric == "dice" else metric.upper()
+    return {"dice": "Dice", "iou": "IoU"}.get(metric, metric.upper())
 
 
 def plot_dice_vs_eps(

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from robustseg.evaluation.metrics import describe_empty_policy
-from robustseg.evaluation.report.figures import plot_dice_vs_eps, plot_example, plot_paired
+from robustseg.evaluation.report.figures import _metric_label, plot_dice_vs_eps, plot_example, plot_paired
 from robustseg.evaluation.report.rows import _attack_eps, _conditions, _regions, _truthy, audit_rows
 from robustseg.evaluation.report.tables import (
-    ANSWER_COLUMNS,
     HEADLINE_COLUMNS,
     _headline_cells,
     _perturbation_rows,
+    answer_columns,
     answer_rows,
     headline_table,
     write_tables,
@@ -183,10 +183,12 @@ def write_html_report(
     title = str(settings.get("title", "Adversarial robustness audit"))
     hd95 = settings.get("empty_hd95")
     policy = describe_empty_policy(str(settings.get("empty_policy", "brats")), None if hd95 is None else float(hd95))
+    metric = str(settings.get("metric", "dice"))
+    score = _metric_label(metric)
     write_tables(stats_rows, out)
 
-    curve = plot_dice_vs_eps(table, out / "dice_vs_eps.png", eps_unit=str(settings.get("eps_unit", "")))
-    paired = [(r, plot_paired(table, r, None, out / f"{_file_stem('paired', r)}.png")) for r in regions]
+    curve = plot_dice_vs_eps(table, out / "dice_vs_eps.png", eps_unit=str(settings.get("eps_unit", "")), metric=metric)
+    paired = [(r, plot_paired(table, r, None, out / f"{_file_stem('paired', r)}.png", metric)) for r in regions]
     example_figures = []
     for i, example in enumerate(examples):
         stem = _file_stem("example", str(i), str(example.get("case_id", "")), str(example.get("condition", "")))
@@ -202,7 +204,7 @@ def write_html_report(
     parts = [
         f"<h1>{_e(title)}</h1>",
         "<h2>The answer</h2>",
-        _answer_html(stats_rows, checks, settings, policy, table),
+        _answer_html(stats_rows, checks, settings, policy, table, metric),
         *provenance_html(settings.get("provenance")),
         "<h2>Settings</h2>",
         _html_value({k: v for k, v in settings.items() if k != "provenance"}),
@@ -213,22 +215,22 @@ def write_html_report(
         "<h2>Statistics</h2>",
         _stats_html(stats_rows),
         "<h3>Mean scores over paired cases</h3>",
-        f"<pre>{_e(headline_table(table, stats_rows))}</pre>",
+        f"<pre>{_e(headline_table(table, stats_rows, metric))}</pre>",
         "<h3>Perturbation size</h3>",
         _html_table(
             ["condition", "cases", "max L-inf", "mean L2", "mean PSNR (dB)"], _perturbation_rows(table), numeric_from=1
         ),
-        "<h2>Dice against eps</h2>",
+        f"<h2>{score} against eps</h2>",
         _figure_html(
             curve,
-            "Mean Dice against eps per region and attack, with interval bands across cases"
+            f"Mean {score} against eps per region and attack, with interval bands across cases"
             + (" (one budget: points, no trend measured)." if len(_budgets(table)) == 1 else "."),
         ),
         "<h2>Paired per-case plots</h2>",
         *(
             _figure_html(
                 p,
-                f"{r}: Dice per case, clean vs attacked (at most 6 conditions: the strongest eps per attack first).",
+                f"{r}: {score} per case, clean vs attacked (at most 6 conditions: the strongest eps per attack first).",
             )
             for r, p in paired
         ),
@@ -250,11 +252,12 @@ def _answer_html(
     settings: Mapping[str, Any],
     policy: str,
     table: Sequence[Mapping[str, Any]] = (),
+    metric: str = "dice",
 ) -> str:
     """The worst drop per region with its test and HD95, the alpha, a small-sample warning, how it was scored, and
     the self-check verdicts in one line each."""
     rows = answer_rows(stats_rows, table)
-    body = _html_table(ANSWER_COLUMNS, rows) if rows else "<p>No condition was compared with clean.</p>"
+    body = _html_table(answer_columns(metric), rows) if rows else "<p>No condition was compared with clean.</p>"
     fields = [_check_fields(c) for c in checks]
     failed = [f"{name} ({detail.split(';')[0]})" for name, passed, detail, _ in fields if not passed]
     verdict = f"<p><strong>Self-checks: {len(fields) - len(failed)} of {len(fields)} passed.</strong>" + (
@@ -266,7 +269,8 @@ def _answer_html(
     warning = small_sample_warning(stats_rows)
     small = f'<p class="check failed"><strong>Small sample.</strong> {_e(warning)}</p>' if warning else ""
     return (
-        "<p>Per region, the condition that lowered Dice most (largest median drop against clean), with its paired "
+        f"<p>Per region, the condition that lowered {_metric_label(metric)} most (largest median drop against clean), "
+        "with its paired "
         "Wilcoxon test, Holm-adjusted over every test of this report, its effect size, and the mean HD95 (mm) "
         f"clean and under it. Significant means Holm-adjusted p &le; alpha = {_e(', '.join(alphas))}.</p>"
         + small

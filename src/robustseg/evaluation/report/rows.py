@@ -20,7 +20,7 @@ from scipy import stats
 __all__ = ["CLEAN", "audit_rows", "condition_name", "mean_interval", "select_conditions"]
 
 CLEAN = "clean"
-_NUMERIC = ("eps", "dice", "hd95", "linf", "l2", "psnr_db")
+_NUMERIC = ("eps", "dice", "hd95", "iou", "linf", "l2", "psnr_db")
 _REQUIRED = ("case_id", "attack", "eps", "region", "dice")
 
 
@@ -48,7 +48,7 @@ def audit_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     Args:
         rows: one row per case x condition x region with ``case_id``, ``attack``, ``eps``, ``region``, ``dice`` and
-            optionally ``hd95``, ``linf``, ``l2``, ``psnr_db``; numbers may be CSV text, empty text is NaN.
+            optionally ``hd95``, ``iou``, ``linf``, ``l2``, ``psnr_db``; numbers may be CSV text, empty text is NaN.
 
     Returns:
         New dicts: ids and names as ``str``, the numeric columns as ``float`` (missing ones NaN, ``eps`` 0 for clean),

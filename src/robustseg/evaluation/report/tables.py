@@ -13,7 +13,7 @@ import numpy as np
 from robustseg.evaluation.report.figures import _metric_label
 from robustseg.evaluation.report.rows import CLEAN, _conditions, _float, _pairs, _regions, _scores, _truthy, audit_rows
 
-__all__ = ["ANSWER_COLUMNS", "HEADLINE_COLUMNS", "answer_rows", "headline_table", "write_tables"]
+__all__ = ["ANSWER_COLUMNS", "HEADLINE_COLUMNS", "answer_columns", "answer_rows", "headline_table", "write_tables"]
 
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "region",
@@ -163,6 +163,12 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "mean HD95 clean / under it (mm)",
 )
 """Columns of the answer that opens a report."""
+
+
+def answer_columns(metric: str = "dice") -> tuple[str, ...]:
+    """:data:`ANSWER_COLUMNS` for a report that tests ``metric`` (``dice`` or ``iou``)."""
+    name = _metric_label(metric)
+    return tuple(c.replace("Dice", name) for c in ANSWER_COLUMNS)
 
 
 def answer_rows(stats_rows: Sequence[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]] = ()) -> list[list[str]]:
