@@ -217,6 +217,24 @@ def natural2d_figures(eval_dir: Path) -> dict[str, Any]:
         runs[name] = found[0]
     summary = json.loads(summary_file.read_text())
     baseline = json.loads(baseline_file.read_text())
+    attack: dict[str, Any] | None = None
+    stats_file = eval_2d / "attack" / "report" / "statistics.csv"
+    if stats_file.is_file():
+        rows = {r["condition"]: r for r in _csv_rows(stats_file) if r["region"] == "mIoU"}
+        strongest = max((c for c in rows if c.startswith("ifgsm@")), key=lambda c: float(c.split("@")[1]), default=None)
+        if strongest is not None:
+            eps = strongest.split("@")[1]
+            noise = rows.get(f"noise@{eps}")
+            attack = {
+                "eps": float(eps),
+                "n": int(float(rows[strongest]["n"])),
+                "clean": float(rows[strongest]["mean_baseline"]),
+                "attacked": float(rows[strongest]["mean_condition"]),
+                "p_holm": float(rows[strongest]["p_holm"]),
+                "noise_change": None
+                if noise is None
+                else float(noise["mean_condition"]) - float(noise["mean_baseline"]),
+            }
     return {
         "date": datetime.fromtimestamp(runs["train"].info.start_time / 1000, UTC).date().isoformat(),
         "max_epochs": int(runs["train"].data.params["max_epochs"]),
@@ -227,6 +245,7 @@ def natural2d_figures(eval_dir: Path) -> dict[str, Any]:
         "pixel_accuracy": summary["pixel_accuracy"],
         "per_class_iou": summary["per_class_iou"],
         "baseline_miou": baseline["mIoU"],
+        "attack": attack,
     }
 
 
@@ -373,6 +392,15 @@ def render_2d(f: Mapping[str, Any]) -> str:
         f"{f['pixel_accuracy']:.3f}; a per-pixel colour classifier (logistic regression on RGB, "
         f"scripts/colour_baseline.py) scores mIoU {f['baseline_miou']:.3f}, {ratio:.2f} of the network's."
     )
+    a = f.get("attack")
+    if a:
+        text += (
+            f" Its audit: i-FGSM (10 steps) at {round(a['eps'] * 255)}/255 lowers the mean per-image mIoU of {a['n']} "
+            f"test scenes from {a['clean']:.3f} to {a['attacked']:.3f} (Holm p {_p(a['p_holm'])}, one-sided Wilcoxon)"
+        )
+        if a["noise_change"] is not None:
+            text += f"; noise of the same norm changes it by {a['noise_change']:+.3f}"
+        text += "."
     return "\n".join(
         [*_wrapped(text), "", f"| | {classes} |", "|:---|" + "---:|" * len(f["per_class_iou"]), f"| IoU | {values} |"]
     )

@@ -153,6 +153,58 @@ CONTRACT: tuple[ContractId, ...] = (
         "'brats2023' (the official BraTS 2023+ package) or 'ignore' (MONAI's ignore_empty).",
         "brats",
     ),
+    ContractId(
+        "score_metric",
+        "What the evaluation workflows test per case: 'dice' per region (MRI), or 'iou' per class with the case's "
+        "mIoU (natural images).",
+        "dice",
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "hd95",
+        "Also score the 95th-percentile Hausdorff distance per region (false for natural images).",
+        True,
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "label_palette",
+        "The colour (0..255 RGB) of each class value in report figures, as a mapping (a dataset's palette, 255 its "
+        "void colour); null: matplotlib's tab10.",
+        None,
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "input_unit",
+        "What one unit of a perturbation budget is in the model's input: 'std of z-scored input' for normalised MRI, "
+        "'[0, 1] pixel units' for natural images with the normalisation inside the model.",
+        "std of z-scored input",
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "input_min",
+        "Lowest valid input value, the attacks' clip bound (0.0 for [0, 1] images; null: unbounded, z-scored MRI).",
+        None,
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "input_max",
+        "Highest valid input value, the attacks' clip bound (1.0 for [0, 1] images; null: unbounded).",
+        None,
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "perturbation_mask",
+        "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
+        "detectable) or 'none' (everywhere: natural images).",
+        "nonzero",
+        used_by=("attack.json",),
+    ),
+    ContractId(
+        "attack_budgets",
+        "The default attack budgets eps, in input_unit (the audit's --eps overrides them).",
+        [0.05, 0.1, 0.2],
+        used_by=("attack.json",),
+    ),
     ContractId("output_dir", "Where workflows write results and the MLflow store.", "$@bundle_root + '/eval'"),
     ContractId(
         "tracking_uri",

@@ -171,3 +171,28 @@ def test_two_process_gloo_training_with_torchrun(tmp_path: Path, scenes: Path) -
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "val_mean_iou")
     assert [m.step for m in history] == [1, 2]
+
+
+def test_attack_overlay_runs_unchanged_on_the_2d_bundle(trained_2d: Path, scenes: Path) -> None:
+    """configs/attack.json on the 2-D bundle: budgets in /255 pixel units, clip [0, 1], no mask, tested by IoU."""
+    files = [str(trained_2d / "configs" / "train.json"), str(REPO / "configs" / "attack.json")]  # the 3-D's overlay
+    attacks = ["fgsm", {"name": "ifgsm", "steps": 2}]
+    workflow = run_bundle(trained_2d, scenes, files, settings=TINY_2D, attacks=attacks, attack_examples=1)
+    out = trained_2d / "eval" / "attack"
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    tests = json.loads((scenes / "datalist.json").read_text())["testing"]
+    classes = get_dataset("scenes").class_names
+    conditions = 1 + 3 * 3  # clean + (fgsm, ifgsm, noise) x the three default budgets 2/255, 4/255, 8/255
+    assert len(rows) == len(tests) * conditions * (len(classes) + 1)  # one row per class and the case's mIoU
+    assert {r["condition"] for r in rows} >= {"fgsm@0.0313725", "ifgsm@0.0313725", "noise@0.0313725"}
+    assert all(r["hd95"] == "nan" for r in rows) and {r["region"] for r in rows} == {*classes, "mIoU"}
+    sweep = workflow.parser.get_parsed_content("attack_sweep")
+    threat = sweep.conditions[0].attack.threat
+    assert threat.unit == "[0, 1] pixel units" and threat.mask == "none"
+    assert float(threat.clip_min) == 0.0 and float(threat.clip_max) == 1.0
+    html = (out / "report" / "report.html").read_text()
+    assert "IoU against eps" in html and "mean clean IoU" in html
+    with (out / "report" / "statistics.csv").open() as f:
+        tested = {(r["region"], r["condition"]) for r in csv.DictReader(f)}
+    assert ("mIoU", "worst@0.0313725") in tested and ("horse", "ifgsm@0.0313725") in tested

@@ -395,3 +395,32 @@ def test_the_perturbation_colour_bar_has_a_unit(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(Colorbar, "set_label", lambda self, text, **k: (labels.append(text), set_label(self, text))[1])
     plot_example(volume_example((20, 18, 12)), tmp_path / "e.png", unit="std of z-scored input")
     assert labels[-1] == "δ (std of z-scored input)"  # (matplotlib sets an empty label first)
+
+
+def test_rgb_examples_are_shown_in_colour_with_the_dataset_palette(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+
+    from robustseg.data.natural import get_dataset
+
+    colours = get_dataset("voc").colours()
+    rgba = report.figures._overlay_rgba(np.array([[0, 1], [15, 255]]), palette=colours)
+    assert rgba[0, 1, :3] == pytest.approx(np.array([128, 0, 0]) / 255)  # aeroplane
+    assert rgba[1, 0, :3] == pytest.approx(np.array([192, 128, 128]) / 255)  # person
+    assert rgba[1, 1, :3] == pytest.approx(np.array([224, 224, 192]) / 255)  # the void band's cream
+    assert rgba[0, 0, 3] == 0  # background is not painted
+    shown: list[tuple[int, ...]] = []
+    original = Axes.imshow
+    monkeypatch.setattr(
+        Axes, "imshow", lambda self, x, *a, **k: shown.append(np.shape(x)) or original(self, x, *a, **k)
+    )
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 12, 10))
+    label = np.zeros((12, 10), dtype=int)
+    label[3:8, 2:6] = 1
+    example = {"image": image, "adversarial": np.clip(image + 0.03, 0, 1), "label": label, "pred_clean": label}
+    example |= {"pred_adversarial": label * 0, "case_id": "x", "condition": "fgsm@0.03", "palette": colours}
+    example["channel_names"] = ["R", "G", "B"]
+    assert_png(plot_example(example, tmp_path / "rgb.png"), min_bytes=5_000)
+    assert shown.count((12, 10, 3)) == 5  # the five image panels in colour, not one grey channel

@@ -115,6 +115,10 @@ class NaturalDataset:
         colours[IGNORE_INDEX] = self.ignore_color
         return [v for rgb in colours for v in rgb]
 
+    def colours(self) -> dict[int, tuple[int, int, int]]:
+        """The colour of every class index and of the ignore index (for report figures)."""
+        return {**dict(enumerate(self.palette[: self.num_classes])), IGNORE_INDEX: self.ignore_color}
+
     def colorize(self, class_map: np.ndarray) -> np.ndarray:
         """RGB image ``(H, W, 3)`` uint8 of a class map in the dataset's colours."""
         table = np.asarray(self.full_palette(), dtype=np.uint8).reshape(256, 3)

@@ -64,7 +64,7 @@ class AttackSweep(ConditionSweep):
         noise: add each budget's random-noise baseline (``uniform`` for L-inf, ``gaussian`` for L2).
         transfer_network, transfer_checkpoint: a second model of the same task; every attack is also crafted on it
             and applied to the audited model (``None``: no transfer attacks).
-        empty_policy, max_cases, fresh, metric, hd95: see :class:`~robustseg.workflows.sweep.ConditionSweep`
+        empty_policy, max_cases, fresh, metric, hd95, palette: see :class:`~robustseg.workflows.sweep.ConditionSweep`
             (natural images: ``metric="iou"``, ``hd95=False``).
     """
 
@@ -99,6 +99,7 @@ class AttackSweep(ConditionSweep):
         fresh: bool = False,
         metric: str = "dice",
         hd95: bool = True,
+        palette: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         common: dict[str, Any] = {"inferer": inferer, "head": head, "scheme": scheme}
         if loss:
@@ -144,6 +145,7 @@ class AttackSweep(ConditionSweep):
             mask=mask if isinstance(mask, str) else "nonzero",
             metric=metric,
             hd95=hd95,
+            palette=palette,
             settings={
                 "norm": norm,
                 "eps": [float(e) for e in eps],

@@ -187,6 +187,7 @@ class ConditionSweep:
         metric: what is tested, one of :data:`METRICS`: ``dice`` per region, or ``iou`` per class plus the per-case
             ``mIoU`` (natural images).
         hd95: compute HD95 (``False`` for natural images: the column holds NaN).
+        palette: the colour of each class value in the report's examples (a dataset's palette), or ``None``.
     """
 
     title = "Robustness audit"
@@ -212,6 +213,7 @@ class ConditionSweep:
         settings: Mapping[str, Any] | None = None,
         metric: str = "dice",
         hd95: bool = True,
+        palette: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         check_unique_labels(conditions)
         if metric not in METRICS:
@@ -243,6 +245,7 @@ class ConditionSweep:
         self.extra_settings = dict(settings or {})
         self.metric = metric
         self.hd95 = bool(hd95)
+        self.palette = {int(k): [int(v) for v in rgb] for k, rgb in palette.items()} if palette else None
         self.columns = columns_for(metric)
         self.checks: list[SelfCheck] = []
         self.examples: list[dict[str, Any]] = []
@@ -546,8 +549,12 @@ class ConditionSweep:
                 "label": _numpy(case.label[0, 0]),
                 "pred_clean": _numpy(clean[0, 0]),
                 "pred_adversarial": _numpy(classes[0, 0]),
-                "label_names": dict(enumerate(self.scheme.class_names)),
+                "label_names": {
+                    **dict(enumerate(self.scheme.class_names)),
+                    **({self.scheme.ignore_index: "void (not scored)"} if self.scheme.ignore_index is not None else {}),
+                },
                 "channel_names": self.channel_names,
+                "palette": self.palette,
             }
         )
 

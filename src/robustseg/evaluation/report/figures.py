@@ -207,16 +207,42 @@ def _channel_index(channel: int | str | None, names: Sequence[str], n_channels: 
     return channel
 
 
-def _label_colour(value: int) -> tuple[float, float, float]:
+Palette = Mapping[int, Sequence[int]] | Sequence[Sequence[int]]
+"""Colours (0..255 RGB) of class values: a mapping value -> colour, or a list indexed by value."""
+
+
+def _label_colour(value: int, palette: Palette | None = None) -> tuple[float, float, float]:
+    """The colour of a class: the dataset's palette (0..255 RGB) when given, else matplotlib's tab10."""
+    colour = None
+    if isinstance(palette, Mapping):
+        colour = palette.get(value, palette.get(str(value)))  # type: ignore[call-overload]
+    elif palette is not None and 0 <= value < len(palette):
+        colour = palette[value]
+    if colour is not None:
+        r, g, b = (float(v) / 255.0 for v in colour)
+        return r, g, b
     r, g, b, _ = matplotlib.colormaps["tab10"]((value - 1) % 10)
     return float(r), float(g), float(b)
 
 
-def _overlay_rgba(label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def _overlay_rgba(label: np.ndarray, alpha: float = 0.5, palette: Palette | None = None) -> np.ndarray:
     rgba = np.zeros((*label.shape, 4))
     for value in np.unique(label[label > 0]).astype(int):
-        rgba[label == value] = (*_label_colour(int(value)), alpha)
+        rgba[label == value] = (*_label_colour(int(value), palette), alpha)
     return rgba
+
+
+def _is_rgb(names: Sequence[str], channels: int) -> bool:
+    return channels == 3 and [n.upper() for n in names] == ["R", "G", "B"]
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` as an ``(H, W, 3)`` picture: as it is for [0, 1] images, else stretched to [0, 1]."""
+    picture = np.moveaxis(image, 0, -1)
+    low, high = float(picture.min()), float(picture.max())
+    if low < 0.0 or high > 1.0:
+        picture = (picture - low) / (high - low if high > low else 1.0)
+    return np.clip(picture, 0.0, 1.0)
 
 
 def plot_example(
@@ -225,6 +251,7 @@ def plot_example(
     channel: int | str | None = None,
     axis: int = -1,
     unit: str | None = None,
+    palette: Palette | None = None,
 ) -> Path:
     """One case under attack: clean, perturbation, adversarial, and the two predictions and ground truth overlaid.
 
@@ -241,6 +268,9 @@ def plot_example(
             else 0.
         axis: the spatial axis to slice a 3-D volume along.
         unit: the unit of the input (the threat model's eps unit), shown on the perturbation's colour bar.
+        palette: RGB colour (0..255) of each class value, a list or a mapping (a dataset's colours, 255: its void
+            colour); default ``example["palette"]``, else matplotlib's tab10. A 2-D image whose channels are named
+            R, G, B is shown in colour, and its perturbation as the mean over the three channels.
 
     Returns:
         ``path``.
@@ -282,7 +312,13 @@ def plot_example(
         """The shown 2-D plane: the chosen slice of a volume, transposed to put x across; a 2-D image as it is."""
         return np.take(a, k, axis=axis % 3).T if volume else a
 
-    clean, adv = cut(image[c]), cut(adversarial[c])
+    palette = palette if palette is not None else example.get("palette")
+    colour = not volume and _is_rgb(names, image.shape[0])
+    if colour:
+        channel_label = "RGB"
+        clean, adv = image.mean(0), adversarial.mean(0)
+    else:
+        clean, adv = cut(image[c]), cut(adversarial[c])
     delta = adv - clean
     vmin, vmax = (float(v) for v in np.percentile(clean, [1, 99]))
     if vmax <= vmin:
@@ -298,10 +334,14 @@ def plot_example(
         (axes[1, 1], adv, cut(maps["pred_adversarial"]), "adversarial prediction"),
         (axes[1, 2], clean, cut(maps["label"]), "ground truth"),
     ]
+    pictures = {id(clean): _rgb(image), id(adv): _rgb(adversarial)} if colour else {}
     for ax, base, labels, title in panels:
-        ax.imshow(base, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, interpolation="nearest")
+        if colour:
+            ax.imshow(pictures[id(base)], origin=origin, interpolation="nearest")
+        else:
+            ax.imshow(base, cmap="gray", vmin=vmin, vmax=vmax, origin=origin, interpolation="nearest")
         if labels is not None:
-            ax.imshow(_overlay_rgba(labels), origin=origin, interpolation="nearest")
+            ax.imshow(_overlay_rgba(labels, palette=palette), origin=origin, interpolation="nearest")
         ax.set_title(title, fontsize="medium")
     im = axes[0, 1].imshow(delta, cmap="RdBu_r", vmin=-limit, vmax=limit, origin=origin, interpolation="nearest")
     axes[0, 1].set_title(f"perturbation, max |δ| {float(np.abs(delta).max()):.3g}", fontsize="medium")
@@ -313,7 +353,7 @@ def plot_example(
     label_names = example.get("label_names") or {}
     values = sorted({int(v) for m in maps.values() for v in np.unique(m) if v > 0})
     if values:
-        handles = [Patch(color=_label_colour(v), label=str(label_names.get(v, f"label {v}"))) for v in values]
+        handles = [Patch(color=_label_colour(v, palette), label=str(label_names.get(v, f"label {v}"))) for v in values]
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     fig.suptitle(f"{case_id}: {example.get('condition', '')}{where}")
     return _save(fig, path)
