@@ -192,12 +192,11 @@ def certify_figures(eval_dir: Path) -> dict[str, Any]:
 
 def natural2d_figures(eval_dir: Path) -> dict[str, Any]:
     """The 2-D demo: test mIoU and per-class IoU, the colour baseline, and the training's wall time and epochs."""
-    eval_2d = eval_dir
-    summary_file, baseline_file = eval_2d / "metrics" / "iou_summary.json", eval_2d / "colour_baseline.json"
+    summary_file, baseline_file = eval_dir / "metrics" / "iou_summary.json", eval_dir / "colour_baseline.json"
     for path in (summary_file, baseline_file):
         if not path.is_file():
             raise MissingOutput(f"no {path}")
-    store = eval_2d.parent / "mlflow.db"
+    store = eval_dir.parent / "mlflow.db"
     if not store.is_file():
         raise MissingOutput(f"no MLflow store {store}")
     from mlflow.tracking import MlflowClient
@@ -218,7 +217,7 @@ def natural2d_figures(eval_dir: Path) -> dict[str, Any]:
     summary = json.loads(summary_file.read_text())
     baseline = json.loads(baseline_file.read_text())
     attack: dict[str, Any] | None = None
-    stats_file = eval_2d / "attack" / "report" / "statistics.csv"
+    stats_file = eval_dir / "attack" / "report" / "statistics.csv"
     if stats_file.is_file():
         rows = {r["condition"]: r for r in _csv_rows(stats_file) if r["region"] == "mIoU"}
         strongest = max((c for c in rows if c.startswith("ifgsm@")), key=lambda c: float(c.split("@")[1]), default=None)
