@@ -197,7 +197,7 @@ CONTRACT: tuple[ContractId, ...] = (
         "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
         "detectable) or 'none' (everywhere: natural images).",
         "nonzero",
-        used_by=("attack.json",),
+        used_by=("attack.json", "certify.json"),
     ),
     ContractId(
         "attack_budgets",

@@ -196,3 +196,19 @@ def test_attack_overlay_runs_unchanged_on_the_2d_bundle(trained_2d: Path, scenes
     with (out / "report" / "statistics.csv").open() as f:
         tested = {(r["region"], r["condition"]) for r in csv.DictReader(f)}
     assert ("mIoU", "worst@0.0313725") in tested and ("horse", "ifgsm@0.0313725") in tested
+
+
+def test_certification_overlay_runs_on_the_2d_bundle_with_its_mask(trained_2d: Path, scenes: Path) -> None:
+    """configs/certify.json on the 2-D bundle: the noise covers every pixel (perturbation_mask none), not non-zero."""
+    files = [str(trained_2d / "configs" / "train.json"), str(REPO / "configs" / "certify.json")]
+    small = {"certify_n0": 4, "certify_n": 20, "certify_alpha": 0.05, "certify_max_cases": 2, "certify_batch_size": 4}
+    workflow = run_bundle(trained_2d, scenes, files, settings=TINY_2D, **small)
+    run = workflow.parser.get_parsed_content("certification")
+    assert run.mask == "none"
+    out = trained_2d / "eval" / "certify"
+    assert (out / "report" / "report.html").is_file()
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["case_id"] for r in rows} == {
+        e["case_id"] for e in json.loads((scenes / "datalist.json").read_text())["testing"][:2]
+    }
