@@ -51,19 +51,18 @@ class EncodeNaturalLabels(Transform):
 
     def __call__(self, label: NdarrayOrTensor, encoding: str | None = None) -> NdarrayOrTensor:
         enc = encoding or self.encoding
-        table = self.dataset.table(enc)
         if isinstance(label, torch.Tensor):
             values = label.as_subclass(torch.Tensor)
             nan = bool(torch.isnan(values).any()) if values.is_floating_point() else False
             self._check(set(torch.unique(values).tolist()), nan, enc)
             out = label.clone()
-            lut = torch.as_tensor(table, device=label.device).to(label.dtype)
+            lut = torch.as_tensor(self.dataset.table(enc), device=label.device).to(label.dtype)
             out.as_subclass(torch.Tensor).copy_(lut[values.long().clamp(0, 255)])
             return out
         array = np.asarray(label)
         nan = bool(np.isnan(array).any()) if array.dtype.kind == "f" else False
         self._check(set(np.unique(array).tolist()), nan, enc)
-        return np.asarray(table[array.astype(np.int64).clip(0, 255)], dtype=array.dtype)
+        return np.asarray(self.dataset.to_classes(array, enc), dtype=array.dtype)
 
     def _check(self, found: set[Any], nan: bool, encoding: str) -> None:
         """Refuse values outside the encoding's set (and NaN), naming them."""
