@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -196,6 +197,13 @@ def test_attack_overlay_runs_unchanged_on_the_2d_bundle(trained_2d: Path, scenes
     with (out / "report" / "statistics.csv").open() as f:
         tested = {(r["region"], r["condition"]) for r in csv.DictReader(f)}
     assert ("mIoU", "worst@0.0313725") in tested and ("horse", "ifgsm@0.0313725") in tested
+    first = tests[0]["case_id"]  # the example, as NIfTI and as PNG: the image in 8 bits of [0, 1], the map in colours
+    adversarial = out / "examples" / f"{first}_ifgsm@0.0313725_adversarial"
+    picture = np.asarray(Image.open(f"{adversarial}.png")) / 255.0
+    exact = np.asarray(nib.load(f"{adversarial}.nii.gz").dataobj)
+    np.testing.assert_allclose(picture, exact.reshape(picture.shape), atol=0.5 / 255 + 1e-6)
+    predicted = Image.open(out / "examples" / f"{first}_ifgsm@0.0313725_pred_adversarial.png")
+    assert predicted.getpalette()[:6] == [c for rgb in get_dataset("scenes").palette[:2] for c in rgb]
 
 
 def test_certification_overlay_runs_on_the_2d_bundle_with_its_mask(trained_2d: Path, scenes: Path) -> None:
@@ -212,3 +220,51 @@ def test_certification_overlay_runs_on_the_2d_bundle_with_its_mask(trained_2d: P
     assert {r["case_id"] for r in rows} == {
         e["case_id"] for e in json.loads((scenes / "datalist.json").read_text())["testing"][:2]
     }
+
+
+DENOISER_2D: dict[str, Any] = {
+    "denoiser_channels": [8, 16],
+    "denoiser_roi_size": [32, 32],
+    "denoiser_epochs": 2,
+    "denoiser_val_interval": 1,
+}
+
+
+def test_noise_training_denoiser_and_denoised_certification_run_on_the_2d_bundle(
+    trained_2d: Path, scenes: Path
+) -> None:
+    """Laousy's setting on the 2-D bundle with the 3-D's overlays unchanged: a noise-trained model, the DDPM
+    denoiser on the scenes (its map to [-1, 1] from the contract's [0, 1] input), and plain against denoised
+    smoothing of the model trained without noise at sigma 0.25 and 0.5, tau 0.75, scored by IoU."""
+    overlays = [str(REPO / "configs" / name) for name in ("noise_training.json", "denoiser.json", "certify.json")]
+    train = str(trained_2d / "configs" / "train.json")
+    run_bundle(trained_2d, scenes, [train, overlays[0]], settings=TINY_2D, noise_sigma=0.5)
+    assert (trained_2d / "models" / "noise_sigma0.5" / "model.pt").is_file()
+
+    run_bundle(trained_2d, scenes, [train, overlays[1]], settings={**TINY_2D, **DENOISER_2D})
+    mapping = json.loads((trained_2d / "models" / "denoiser" / "intensity_mapping.json").read_text())
+    assert mapping == {"scale": 0.5, "shift": 0.5}  # [0, 1] pixels onto the diffusion range [-1, 1]
+
+    files = [train, overlays[1], overlays[2], str(REPO / "configs" / "certify_denoised.json")]
+    small = {"certify_n0": 4, "certify_n": 12, "certify_alpha": 0.05, "certify_max_cases": 2, "certify_batch_size": 6}
+    out = trained_2d / "eval" / "certify_denoised"
+    workflow = run_bundle(
+        trained_2d, scenes, files, settings={**TINY_2D, **DENOISER_2D, **small}, certify_sigmas=[0.25, 0.5],
+        certify_output_dir=str(out),
+    )  # fmt: skip
+    run = workflow.parser.get_parsed_content("certification")
+    assert run.metric == "iou" and run.trained_sigma is None and run.modes == ["plain", "denoised"]
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    classes = get_dataset("scenes").class_names
+    assert len(rows) == 2 * 2 * 2 * (len(classes) + 1)  # cases x modes x sigmas x (classes + mIoU)
+    case = rows[0]["case_id"]
+    for mode in ("plain", "denoised"):
+        stem = out / "maps" / f"{case}_{mode}_sigma0.5_tau0.75_certified"
+        png = Image.open(f"{stem}.png")
+        assert png.mode == "P" and np.array_equal(np.asarray(png), np.asarray(nib.load(f"{stem}.nii.gz").dataobj))
+    with (out / "report" / "statistics.csv").open() as f:
+        stats = list(csv.DictReader(f))
+    compared = {(r["condition"], r["metric"], r["region"]) for r in stats}
+    assert ("denoised vs plain, sigma=0.5 tau=0.75", "certified_accuracy", "voxels") in compared
+    assert ("denoised vs plain, sigma=0.25 tau=0.75", "certified_iou", "mIoU") in compared

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -40,3 +42,22 @@ def test_empty_regions_follow_the_brats_policy_and_shapes_must_match() -> None:
     assert certified_metrics(torch.full((3, 3), 3), label, BRATS)["certified_dice_ET"] == 0.0
     with pytest.raises(ValueError, match="same shape"):
         certified_metrics(torch.zeros(3, 4), label, BRATS)
+
+
+def test_certified_iou_counts_abstentions_as_misses_and_skips_absent_classes() -> None:
+    """IoU per class by hand: an abstained pixel is in no class, void (255) is left out, an absent class has no IoU."""
+    classes_of = ("background", "cat", "dog", "bird")
+    scheme = LabelScheme(classes_of, regions={n: (i,) for i, n in enumerate(classes_of)}, ignore_index=255)
+    label = torch.tensor([[0, 0, 1, 1], [1, 2, 255, 255]])
+    classes = torch.tensor([[0, 1, 1, ABSTAIN], [1, 0, 1, ABSTAIN]])
+    m = certified_metrics(classes, label, scheme, iou=True)
+    # scored pixels: the first 6. background: pred {0, 5}, truth {0, 1} -> 1/3; cat: pred {1, 2, 4}, truth {2, 3, 4}
+    # -> 2/4 (pixel 6, void, predicted cat, is left out); dog: pred {}, truth {5} -> 0; bird in neither -> NaN,
+    # left out of the mIoU
+    assert m["certified_iou_background"] == pytest.approx(1 / 3)
+    assert m["certified_iou_cat"] == pytest.approx(2 / 4)
+    assert m["certified_iou_dog"] == 0.0
+    assert math.isnan(m["certified_iou_bird"])
+    assert m["certified_iou_mIoU"] == pytest.approx((1 / 3 + 2 / 4 + 0.0) / 3)
+    assert m["certified_accuracy"] == pytest.approx(3 / 6) and m["abstain_rate"] == pytest.approx(1 / 6)
+    assert "certified_iou_cat" not in certified_metrics(classes, label, scheme)

@@ -12,6 +12,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
 from monai.metrics import DiceMetric
+from PIL import Image
 from workflow_helpers import nested_tumour, ringed_disc, small_conv_net
 
 from robustseg.attacks import Attack
@@ -184,6 +185,15 @@ def test_examples_of_a_2d_rgb_model_are_saved_and_read_back(tmp_path: Path, monk
     pred = nib.load(tmp_path / "out" / "examples" / "img0_fgsm@0.1_pred_adversarial.nii.gz")
     assert pred.shape == (24, 24) and pred.affine[:2, :2] == pytest.approx(np.diag([0.5, 0.25]))
     np.testing.assert_array_equal(np.asarray(pred.dataobj), first[0]["pred_adversarial"])
+    # PNG copies to look at: the class map in the palette (VOC's colours for the values it leaves out), and the image
+    # in 8 bits, stretched to its own range since this model's input has no clip bounds
+    png = Image.open(tmp_path / "out" / "examples" / "img0_fgsm@0.1_pred_adversarial.png")
+    assert png.mode == "P" and np.array_equal(np.asarray(png), first[0]["pred_adversarial"])
+    assert np.asarray(png.getpalette()).reshape(-1, 3)[1].tolist() == [128, 0, 0]  # VOC's class 1
+    picture = np.asarray(Image.open(tmp_path / "out" / "examples" / "img0_fgsm@0.1_adversarial.png"))
+    adversarial = first[0]["adversarial"].transpose(1, 2, 0)
+    span = adversarial.max() - adversarial.min()
+    np.testing.assert_allclose(picture / 255.0, (adversarial - adversarial.min()) / span, atol=0.5 / 255 + 1e-6)
     monkeypatch.setattr(Attack, "__call__", lambda *a, **k: pytest.fail("attacked again"))
     second = sweep().run()["examples"]
     assert second[0]["adversarial"].shape == (3, 24, 24)

@@ -172,19 +172,25 @@ def test_bad_settings_fail_before_any_compute(noisy_model: tuple, tmp_path: Path
 DISCS = LabelScheme(("background", "disc", "ring"), ignore_index=255)
 
 
-def test_a_2d_rgb_model_is_certified_with_void_pixels_left_out(tmp_path: Path) -> None:
-    """The same run for a 2-D natural-image segmenter: 3 colour channels, 3 classes, a VOC-style void band."""
+def disc_model(tmp_path: Path, seed: int, cases: int, affine: torch.Tensor) -> tuple[torch.nn.Module, Path, list]:
+    """A 2-D RGB conv net trained with noise at SIGMA on ringed discs (void band 255), its checkpoint, test images."""
     torch.manual_seed(0)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     net = small_conv_net(out_channels=3, in_channels=3, spatial_dims=2)
     train_with_noise(net, [ringed_disc(rng) for _ in range(8)], 150, ignore_index=255)
     checkpoint = tmp_path / "model.pt"
     torch.save(net.state_dict(), checkpoint)
-    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
     test = [
         {"image": MetaTensor(image, affine=affine), "label": label, "case_id": f"img{i}"}
-        for i, (image, label) in enumerate(ringed_disc(rng) for _ in range(3))
+        for i, (image, label) in enumerate(ringed_disc(rng) for _ in range(cases))
     ]
+    return net, checkpoint, test
+
+
+def test_a_2d_rgb_model_is_certified_with_void_pixels_left_out(tmp_path: Path) -> None:
+    """The same run for a 2-D natural-image segmenter: 3 colour channels, 3 classes, a VOC-style void band."""
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    net, checkpoint, test = disc_model(tmp_path, seed=1, cases=3, affine=affine)
     out = tmp_path / "certify"
     run = CertificationRun(
         net, checkpoint, SimpleInferer(), test, out, sigmas=[SIGMA], taus=[0.75], n0=10, n=100, alpha=0.01,
@@ -211,3 +217,51 @@ def test_a_2d_rgb_model_is_certified_with_void_pixels_left_out(tmp_path: Path) -
     assert np.mean([float(r["certified_accuracy"]) for r in rows]) > 0.8
     assert "data:image/png;base64," in report.read_text()
     assert (report.parent / "certified_vs_radius.png").is_file()
+
+
+def box_blur_2d(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(noisy, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def test_a_2d_run_scored_by_iou_writes_palette_pngs_and_compares_modes_on_iou(tmp_path: Path) -> None:
+    """score_metric iou: per-class IoU rows and the image's mIoU row, tested between modes; maps as palette PNGs."""
+    from PIL import Image
+
+    net, checkpoint, test = disc_model(tmp_path, seed=2, cases=6, affine=torch.eye(4))
+    classes = ("background", "disc", "ring")
+    scheme = LabelScheme(classes, regions={n: (i,) for i, n in enumerate(classes)}, ignore_index=255)
+    palette = {0: [10, 20, 30], 1: [200, 0, 0], 2: [0, 0, 200], 255: [224, 224, 192]}
+    out = tmp_path / "certify"
+    run = CertificationRun(
+        net, checkpoint, SimpleInferer(), test, out, sigmas=[SIGMA], taus=[0.75], n0=10, n=60, alpha=0.01,
+        batch_size=20, mask="none", scheme=scheme, trained_sigma=SIGMA, denoiser=box_blur_2d, metric="iou",
+        palette=palette,
+    )  # fmt: skip
+    report = run_certification(run, tracking_dir=tmp_path)
+    rows = read_rows(out / "results.csv")
+    assert {"certified_iou", "base_iou"} <= set(rows[0])
+    assert [r["region"] for r in rows[:4]] == ["background", "disc", "ring", "mIoU"]
+    assert len(rows) == 6 * 2 * 4
+    for mode in ("plain", "denoised"):
+        path = out / "maps" / f"img3_{mode}_sigma0.25_tau0.75_certified"
+        certified = np.asarray(nib.load(f"{path}.nii.gz").dataobj).astype(np.int64)
+        png = Image.open(f"{path}.png")
+        assert png.mode == "P" and np.array_equal(np.asarray(png), certified)
+        colours = np.asarray(png.getpalette()).reshape(-1, 3)
+        assert colours[1].tolist() == [200, 0, 0] and colours[255].tolist() == [224, 224, 192]
+        label = test[3]["label"][0].numpy()
+        scored = label != 255
+        mine = {r["region"]: float(r["certified_iou"]) for r in rows if (r["case_id"], r["mode"]) == ("img3", mode)}
+        ious = []
+        for c, name in enumerate(classes):  # by hand: abstained (255) pixels are in no class
+            p, t = (certified == c) & scored, (label == c) & scored
+            union = (p | t).sum()
+            if union:
+                ious.append((p & t).sum() / union)
+                assert mine[name] == pytest.approx(ious[-1])
+        assert mine["mIoU"] == pytest.approx(np.mean(ious))
+    stats = read_rows(report.parent / "statistics.csv")
+    assert {r["metric"] for r in stats} == {"certified_iou", "certified_accuracy"}
+    assert {r["region"] for r in stats} == {"background", "disc", "ring", "mIoU", "voxels"}
+    assert "cert/base mIoU" in (report.parent / "summary.md").read_text()
+    assert "certified IoU" in report.read_text()

@@ -9,14 +9,28 @@ PNG in a dataset's colours, the way VOC ships its labels, so any image viewer sh
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from robustseg.data.natural import NaturalDataset
+from robustseg.data.natural import IGNORE_INDEX, NaturalDataset, voc_colormap
 
-__all__ = ["INDEX_MODES", "LabelFileError", "read_image", "read_label", "write_label", "write_rgb"]
+__all__ = [
+    "INDEX_MODES",
+    "LabelFileError",
+    "Palette",
+    "full_palette",
+    "read_image",
+    "read_label",
+    "scaled_rgb",
+    "write_label",
+    "write_rgb",
+]
+
+Palette = NaturalDataset | Mapping[int, Sequence[int]] | Sequence[Sequence[int]]
+"""A dataset, or the RGB colour (0..255) of each class value as a mapping (JSON keys may be text) or a list."""
 
 INDEX_MODES: tuple[str, ...] = ("P", "L", "I;16", "I")
 """Pillow modes whose pixel values are class ids (palette, 8-bit grey, 16/32-bit grey)."""
@@ -69,15 +83,33 @@ def read_label(path: str | Path, rgb_hint: str = "") -> np.ndarray:
     return np.asarray(img)
 
 
-def write_label(path: str | Path, class_map: np.ndarray, dataset: NaturalDataset) -> Path:
-    """Write a class map ``(H, W)`` (values < 256) as a palette PNG in ``dataset``'s colours; returns the path."""
+def full_palette(palette: Palette | None) -> list[int]:
+    """The 768 values of a ``P``-mode PNG's palette: the colours given, Pascal VOC's for the values they leave out.
+
+    ``None`` gives VOC's palette (255, the void value, in cream), which tells classes apart in any viewer.
+    """
+    if isinstance(palette, NaturalDataset):
+        return palette.full_palette()
+    colours = [tuple(c) for c in voc_colormap(256)]
+    given = palette.items() if isinstance(palette, Mapping) else enumerate(palette or [])
+    for value, rgb in given:
+        index = int(value)
+        if not 0 <= index <= IGNORE_INDEX or len(rgb) != 3:
+            raise ValueError(f"a palette entry maps a value in 0..255 to (R, G, B) but got {value!r}: {rgb!r}.")
+        colours[index] = tuple(int(v) for v in rgb)
+    return [v for rgb in colours for v in rgb]
+
+
+def write_label(path: str | Path, class_map: np.ndarray, dataset: Palette | None) -> Path:
+    """Write a class map ``(H, W)`` (values < 256) as a palette PNG in ``dataset``'s colours (see
+    :func:`full_palette`); returns the path."""
     array = np.asarray(class_map)
     if array.ndim != 2:
         raise ValueError(f"a label PNG holds a 2-D class map, got shape {array.shape}.")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise ValueError(f"a palette PNG holds values 0..255, got {array.min()}..{array.max()}.")
     img = Image.fromarray(array.astype(np.uint8))
-    img.putpalette(dataset.full_palette())  # an L image with a palette becomes a P image
+    img.putpalette(full_palette(dataset))  # an L image with a palette becomes a P image
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, optimize=False)
@@ -98,3 +130,15 @@ def write_rgb(path: str | Path, image: np.ndarray, quality: int | None = None) -
     else:
         Image.fromarray(array).save(path)
     return path
+
+
+def scaled_rgb(image: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """An image ``(3, H, W)`` as ``(H, W, 3)`` floats in [0, 1] for :func:`write_rgb`: ``(x - low) / (high - low)``,
+    clipped; without both bounds, the image's own minimum and maximum."""
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim != 3 or array.shape[0] != 3:
+        raise ValueError(f"an RGB image is (3, H, W) here, got shape {array.shape}.")
+    if low is None or high is None:
+        low, high = float(array.min()), float(array.max())
+    span = max(float(high) - float(low), 1e-12)
+    return np.clip((array - float(low)) / span, 0.0, 1.0).transpose(1, 2, 0)

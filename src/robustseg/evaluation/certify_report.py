@@ -1,7 +1,8 @@
 """The report of a certification run: certified accuracy and Dice against radius, examples, one HTML page.
 
 The input is the table of :class:`robustseg.workflows.certify.CertificationRun`, one row per case x mode x sigma x tau
-x region with ``certified_dice``, ``base_dice``, ``certified_accuracy``, ``abstain_rate`` and ``radius``.
+x region with ``certified_dice``, ``base_dice``, ``certified_accuracy``, ``abstain_rate`` and ``radius`` (and
+``certified_iou``, ``base_iou`` for a run scored by IoU, whose ``mIoU`` rows the summary and the plot show).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robustseg.evaluation.metrics import describe_empty_policy
-from robustseg.evaluation.report.figures import _new_figure, _overlay_rgba, _save, tumour_slice
+from robustseg.evaluation.metrics import MEAN_IOU, describe_empty_policy
+from robustseg.evaluation.report.figures import _metric_label, _new_figure, _overlay_rgba, _rgb, _save, tumour_slice
 from robustseg.evaluation.report.html import (
     _e,
     _figure_html,
@@ -85,10 +86,23 @@ def _groups(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float]]
     return sorted({(str(r["mode"]), float(r["sigma"]), float(r["tau"])) for r in rows})
 
 
-def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Means over cases per (mode, sigma, tau): certified accuracy, abstain rate, certified and base Dice per region."""
+def _shown(rows: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
+    """The regions of the terminal summary and the plot: every region for Dice, the image's mIoU for IoU."""
+    return [MEAN_IOU] if metric == "iou" else [r for r in _regions(rows) if r != MEAN_IOU]
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [float(v) for v in values if not np.isnan(float(v))]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> list[dict[str, Any]]:
+    """Means over cases per (mode, sigma, tau): certified accuracy, abstain rate, certified and base score per region.
+
+    The score is ``metric`` (``dice`` or ``iou``); a class absent from a case's truth and certified map has no IoU
+    there, so its mean is over the other cases."""
     out = []
-    regions = _regions(rows)
+    regions = [r for r in _regions(rows) if metric == "iou" or r != MEAN_IOU]
     for mode, sigma, tau in _groups(rows):
         sub = [r for r in rows if r["mode"] == mode and r["sigma"] == sigma and r["tau"] == tau]
         first = [r for r in sub if r["region"] == regions[0]]
@@ -103,18 +117,20 @@ def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for region in regions:
             reg = [r for r in sub if r["region"] == region]
-            row[f"certified_dice_{region}"] = float(np.mean([r["certified_dice"] for r in reg]))
-            row[f"base_dice_{region}"] = float(np.mean([r["base_dice"] for r in reg]))
+            row[f"certified_{metric}_{region}"] = _mean([r[f"certified_{metric}"] for r in reg])
+            row[f"base_{metric}_{region}"] = _mean([r[f"base_{metric}"] for r in reg])
         out.append(row)
     return out
 
 
-def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A plain-text table for the terminal: per condition, certified accuracy, abstain rate, certified / base Dice."""
-    regions = _regions(rows)
-    header = [*SUMMARY_COLUMNS, *(f"{r} cert/base Dice" for r in regions)]
+def summary_table(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> str:
+    """A plain-text table for the terminal: per condition, certified accuracy, abstain rate, certified / base score
+    (Dice per region, or the images' mIoU)."""
+    regions = _shown(rows, metric)
+    label = _metric_label(metric)
+    header = [*SUMMARY_COLUMNS, *(f"{r} cert/base {label}" if r != MEAN_IOU else "cert/base mIoU" for r in regions)]
     body = []
-    for s in summary_rows(rows):
+    for s in summary_rows(rows, metric):
         body.append(
             [
                 s["mode"],
@@ -124,7 +140,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 str(s["cases"]),
                 f"{s['certified_accuracy']:.3f}",
                 f"{s['abstain_rate']:.3f}",
-                *(f"{s[f'certified_dice_{r}']:.3f} / {s[f'base_dice_{r}']:.3f}" for r in regions),
+                *(f"{s[f'certified_{metric}_{r}']:.3f} / {s[f'base_{metric}_{r}']:.3f}" for r in regions),
             ]
         )
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
@@ -133,18 +149,18 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Certified accuracy, abstain rate and certified Dice per region against the certified radius.
+def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path, metric: str = "dice") -> Path:
+    """Certified accuracy, abstain rate and certified Dice per region (or the images' mIoU) against the radius.
 
     One line per mode and sigma, one point per tau, with a 95 % bootstrap interval across cases.
     """
-    regions = _regions(rows)
-    panels = ["certified_accuracy", "abstain_rate", *(f"certified_dice:{r}" for r in regions)]
+    regions = _shown(rows, metric)
+    panels = ["certified_accuracy", "abstain_rate", *(f"certified_{metric}:{r}" for r in regions)]
     fig = _new_figure(3.2 * len(panels), 3.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     lines = sorted({(str(r["mode"]), float(r["sigma"])) for r in rows})
     for ax, panel in zip(axes, panels, strict=True):
-        metric, _, region = panel.partition(":")
+        score, _, region = panel.partition(":")
         for mode, sigma in lines:
             taus = sorted({float(r["tau"]) for r in rows if r["mode"] == mode and r["sigma"] == sigma})
             xs, means, lows, highs = [], [], [], []
@@ -157,7 +173,7 @@ def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path
                     and r["tau"] == tau
                     and r["region"] == (region or regions[0])
                 ]
-                mean, low, high = mean_interval([r[metric] for r in sub])
+                mean, low, high = mean_interval([r[score] for r in sub])
                 xs.append(float(sub[0]["radius"]))
                 means.append(mean)
                 lows.append(low)
@@ -166,7 +182,7 @@ def plot_certified_vs_radius(rows: Sequence[Mapping[str, Any]], path: str | Path
             (line,) = ax.plot(xs, means, style, marker="o", label=f"{mode}, sigma {sigma:g}")
             ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
         ax.set_xlabel("certified L2 radius")
-        ax.set_title(f"certified Dice {region}" if region else metric.replace("_", " "))
+        ax.set_title(f"certified {_metric_label(metric)} {region}" if region else score.replace("_", " "))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
@@ -177,8 +193,9 @@ def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel
     """The input, the ground truth, and the certified map with abstained voxels in grey.
 
     As in the attack report, a 3-D volume shows the axial slice with most tumour, transposed with the origin at the
-    bottom; a 2-D image is shown as it is, in colour (min-max scaled) when it has 3 channels. The channel shown is
-    ``channel``, else FLAIR when ``example["channel_names"]`` names it, else the last; its name is in the title.
+    bottom; a 2-D image is shown as it is, in colour when it has 3 channels (as it is in [0, 1], else stretched). The
+    channel shown is ``channel``, else FLAIR when ``example["channel_names"]`` names it, else the last; its name is in
+    the title. Classes take the colours of ``example["palette"]`` (a dataset's palette) when it is given.
     """
     names = [str(n) for n in example.get("channel_names") or []]
     if channel is None:
@@ -194,7 +211,7 @@ def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel
         index = tumour_slice(label)
         image, label, certified = (a[..., index].T for a in (image[channel], label, certified))
     elif image.shape[0] == 3:
-        image = ((image - image.min()) / max(float(np.ptp(image)), 1e-12)).transpose(1, 2, 0)
+        image = _rgb(image)
     else:
         image = image[0]
     origin: Literal["upper", "lower"] = "lower" if volume else "upper"
@@ -205,10 +222,11 @@ def plot_certified_example(example: Mapping[str, Any], path: str | Path, channel
         ax.imshow(image, cmap="gray", origin=origin)
         ax.set_title(title, fontsize="small")
         ax.axis("off")
-    axes[1].imshow(_overlay_rgba(label), origin=origin)
-    overlay = _overlay_rgba(np.where(certified < 0, 0, certified))
+    palette = example.get("palette")
+    axes[1].imshow(_overlay_rgba(label, palette=palette), origin=origin, interpolation="nearest")
+    overlay = _overlay_rgba(np.where(certified < 0, 0, certified), palette=palette)
     overlay[certified < 0] = (0.6, 0.6, 0.6, 0.8)
-    axes[2].imshow(overlay, origin=origin)
+    axes[2].imshow(overlay, origin=origin, interpolation="nearest")
     return _save(fig, path)
 
 
@@ -222,16 +240,18 @@ def write_certification_report(
     """Write ``report.html`` (self-contained), ``summary.csv`` / ``.md``, ``statistics.csv`` / ``.md`` and PNGs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summary_rows(rows)
+    metric = str(settings.get("metric", "dice"))
+    label = _metric_label(metric)
+    summary = summary_rows(rows, metric)
     columns = list(summary[0]) if summary else []
     with (out / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(summary)
-    text = summary_table(rows)
+    text = summary_table(rows, metric)
     (out / "summary.md").write_text("```\n" + text + "\n```\n")
     write_statistics(stats_rows, out)
-    curve = plot_certified_vs_radius(rows, out / "certified_vs_radius.png")
+    curve = plot_certified_vs_radius(rows, out / "certified_vs_radius.png", metric)
     figures = [
         (plot_certified_example(ex, out / f"example_{i}.png"), f"{ex['case_id']}: {ex['condition']}")
         for i, ex in enumerate(examples)
@@ -263,9 +283,12 @@ def write_certification_report(
         _html_value({k: v for k, v in settings.items() if k != "provenance"}),
         "<p>Every certified voxel keeps its class under any L2 perturbation of the input smaller than the radius "
         "sigma * PhiInv(tau), with probability at least 1 - alpha over the noise for all voxels of a case at once "
-        "(SegCertify). Abstained voxels count as wrong in the certified accuracy and belong to no region in the "
-        "certified Dice; accuracy and abstain rate are taken over the brain (non-zero voxels) unless the mask is "
-        "'none'. Base Dice is the base model on the clean input.</p>",
+        f"(SegCertify). Abstained voxels count as wrong in the certified accuracy and belong to no region in the "
+        f"certified {label}; accuracy and abstain rate are taken "
+        f"{'over every scored pixel' if settings.get('mask') == 'none' else 'over the brain (non-zero voxels)'}"
+        f" (ignored labels left out). Base {label} is the base model on the clean input."
+        + (" A case's mIoU averages the classes in its truth or its certified map." if metric == "iou" else "")
+        + "</p>",
         f"<p>{_e(_scoring(settings))}</p>",
         f'<p class="policy">{_e(describe_empty_policy(str(settings.get("empty_policy", "brats"))))}</p>',
         "<h2>Summary</h2>",
@@ -273,6 +296,7 @@ def write_certification_report(
         f"<pre>{_e(text)}</pre>",
         "<h2>Certified metrics against radius</h2>",
         _figure_html(curve, "Means over cases with 95 % bootstrap intervals; one point per tau."),
+        "<p>Certified maps: <code>maps/</code> (NIfTI, 255 = abstained; 2-D maps also as palette PNG).</p>",
         "<h2>Denoised against plain smoothing</h2>",
         stats_html,
         "<h2>Examples</h2>",
@@ -288,4 +312,5 @@ def _scoring(settings: Mapping[str, Any]) -> str:
             "Base Dice is scored per region channel of the sigmoid head (probability >= 0.5); the certified maps are "
             "votes over class maps rebuilt from the nested channels, so certified Dice is scored from class maps."
         )
-    return "Base and certified Dice are scored from class maps (the arg-max of the softmax head)."
+    label = _metric_label(str(settings.get("metric", "dice")))
+    return f"Base and certified {label} are scored from class maps (the arg-max of the softmax head)."

@@ -34,15 +34,27 @@ __all__ = [
     "BRATS_EMPTY_HD95",
     "EMPTY_POLICIES",
     "EMPTY_POLICY_TEXT",
+    "MEAN_IOU",
     "RegionDiceMetric",
     "case_metrics",
     "describe_empty_policy",
     "hausdorff95",
     "long_rows",
+    "mean_present",
     "region_dice_table",
     "region_metrics",
     "spacing_from_affine",
 ]
+
+MEAN_IOU = "mIoU"
+"""The region name of a case's mean IoU over its classes, beside the per-class rows (natural images)."""
+
+
+def mean_present(values: Sequence[float]) -> float:
+    """The mean of the values that are not NaN (an image's mIoU: its classes in truth or prediction); NaN if none."""
+    present = [float(v) for v in values if not math.isnan(float(v))]
+    return sum(present) / len(present) if present else math.nan
+
 
 BRATS_EMPTY_HD95 = 373.13
 """HD95 (mm) that BraTS gives a region empty in exactly one of prediction and ground truth: sqrt(240² + 240² + 155²)."""

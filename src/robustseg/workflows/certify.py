@@ -7,10 +7,12 @@ A bundle config builds :class:`CertificationRun` from the bundle contract (``net
    checkpoint, the denoiser's presence for the ``denoised`` mode) and the output folder's fingerprint (results of
    other settings stop the run with the differences named; ``fresh=True`` starts over);
 2. gives this rank its cases (all in one process, MONAI's uneven shares under ``torchrun``); for each case: the base
-   model's Dice on the clean input, then per mode (``plain``, ``denoised``) and sigma one SegCertify pass whose
-   samples serve every tau; per tau the certified class map is saved as NIfTI (abstained voxels 255) and one row per
-   region is appended to the results (a killed run resumes where it stopped);
-3. on rank 0: merges the ranks' rows and compares denoised with plain smoothing per (sigma, tau) and region (paired
+   model's Dice (and IoU) on the clean input, then per mode (``plain``, ``denoised``) and sigma one SegCertify pass
+   whose samples serve every tau; per tau the certified class map is saved as NIfTI (abstained voxels 255; for 2-D
+   images a palette PNG too) and one row per region is appended to the results (a killed run resumes where it
+   stopped);
+3. on rank 0: merges the ranks' rows and compares denoised with plain smoothing per (sigma, tau) and region on the
+   bundle's score (Dice per region, or IoU per class and the image's mIoU) and on certified accuracy (paired
    Wilcoxon, Holm over the family);
 4. writes the report and records everything in one MLflow run.
 """
@@ -32,10 +34,11 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions.base import derive_seed
 from robustseg.data.naming import case_ids
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.data.png import write_label
 from robustseg.data.transforms import to_input_labels
 from robustseg.errors import about, keep_created
 from robustseg.evaluation.dice import get_policy
-from robustseg.evaluation.metrics import region_metrics
+from robustseg.evaluation.metrics import MEAN_IOU, mean_present, region_metrics
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.statistics import compare_conditions, holm
 from robustseg.labels import BRATS, LabelScheme
@@ -51,7 +54,7 @@ from robustseg.workflows.fingerprint import (
 )
 from robustseg.workflows.provenance import provenance
 
-__all__ = ["MODES", "CertificationRun", "run_certification"]
+__all__ = ["METRICS", "MODES", "CertificationRun", "columns_for", "run_certification"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,15 @@ COLUMNS = [
     "alpha",
 ]
 KEY = ["case_id", "mode", "sigma", "tau", "region"]
+METRICS = ("dice", "iou")
+"""The bundle's score (contract id ``score_metric``): Dice per region, or IoU per class with the image's mIoU row."""
+
+
+def columns_for(metric: str) -> list[str]:
+    """The results columns of a run scored by ``metric`` (IoU adds the certified and base IoU)."""
+    return [*COLUMNS, "certified_iou", "base_iou"] if metric == "iou" else list(COLUMNS)
+
+
 MAP_ABSTAIN = 255
 """Value of abstained voxels in the saved certified maps (class indices elsewhere)."""
 OUTPUTS = ("results.csv", "results.rank*.csv", "fingerprint.json", "maps", "report", "mlflow_run.json")
@@ -112,6 +124,10 @@ class CertificationRun:
             certified all the same, with a warning in the log and the report: smoothing is meaningful only for a base
             model trained at the same sigma.
         channel_names: names of the input channels (MRI sequences), shown in the report's examples.
+        metric: ``dice`` (per region) or ``iou`` (per class, plus the image's ``mIoU`` row), what the report shows and
+            the tests between modes compare (contract id ``score_metric``).
+        palette: the colour of each class value (a dataset's palette) for the report's examples and the PNG copies of
+            certified 2-D maps; ``None``: Pascal VOC's colours in the PNGs.
     """
 
     def __init__(
@@ -140,7 +156,15 @@ class CertificationRun:
         channel_names: Sequence[str] | None = None,
         empty_policy: str = "brats",
         fresh: bool = False,
+        metric: str = "dice",
+        palette: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
+        with about("--score_metric"):
+            if metric not in METRICS:
+                raise ValueError(f"metric must be one of {list(METRICS)} but is {metric!r}.")
+        self.metric = metric
+        self.columns = columns_for(metric)
+        self.palette = {int(k): [int(v) for v in rgb] for k, rgb in palette.items()} if palette else None
         with about("--certify_sigmas"):
             if not sigmas:
                 raise ValueError('give at least one noise level > 0, e.g. "[0.25]".')
@@ -221,6 +245,7 @@ class CertificationRun:
             "cases": self._num_cases(),
             "seed": self.seed,
             "empty_policy": self.policy.name,
+            **({"metric": self.metric} if self.metric != "dice" else {}),  # unchanged for Dice: earlier runs resume
             "robustseg": robustseg.__version__,
             "trained_sigma": self.trained_sigma if self.trained_sigma is not None else "none",
             **({"warnings": self.warnings} if self.warnings else {}),
@@ -291,7 +316,7 @@ class CertificationRun:
         self.load()
         keep_created()  # from here on results are written: a later failure must keep them for the resume
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        store = distributed.open_store(self.output_dir, COLUMNS, KEY)
+        store = distributed.open_store(self.output_dir, self.columns, KEY)
         ids = self.case_ids()
         first_region = self.scheme.region_names[0]
 
@@ -333,7 +358,7 @@ class CertificationRun:
                 y = self.scheme.label_class_map(
                     torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}"
                 )
-                base = self._base_dice(x, y)
+                base = self._base_scores(x, y)
                 brain = x[0].as_subclass(torch.Tensor).ne(0).any(0) if self.mask == "nonzero" else None
                 for mode, sigma in todo:
                     certificates = self.smoother(sigma, mode).certify(
@@ -348,7 +373,7 @@ class CertificationRun:
                     for cert in certificates:
                         self._save_map(x, case_id, mode, sigma, cert.tau, cert.classes)
                         metrics = certified_metrics(
-                            cert.classes, y[0], self.scheme, mask=brain, empty_policy=self.policy
+                            cert.classes, y[0], self.scheme, mask=brain, empty_policy=self.policy, iou=self.iou
                         )
                         store.append(self._rows(case_id, mode, sigma, cert.tau, metrics, base))
                         if index == 0 and sigma == self.sigmas[0] and cert.tau == self.taus[0]:
@@ -357,47 +382,65 @@ class CertificationRun:
         distributed.barrier()
         if not distributed.is_rank0():
             return None
-        return self.finish(distributed.merge(self.output_dir, COLUMNS, KEY))
+        return self.finish(distributed.merge(self.output_dir, self.columns, KEY))
 
-    def _base_dice(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    @property
+    def iou(self) -> bool:
+        return self.metric == "iou"
+
+    def _base_scores(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """The base model's clean ``<region>_dice`` (and ``<region>_iou`` with the ``mIoU`` entry)."""
         with torch.no_grad():
             logits = self.inferer(x, self.network)
         pred = self.scheme.regions_from_logits(torch.as_tensor(logits), head=self.head)
         label = self.scheme.to_regions(y)
         names = self.scheme.region_names
-        metrics = region_metrics(pred, label, names, valid=self.scheme.valid_mask(y), empty_policy=self.policy)[0]
-        return {r: metrics[f"{r}_dice"] for r in names}
+        valid = self.scheme.valid_mask(y)
+        scores = region_metrics(pred, label, names, valid=valid, empty_policy=self.policy, hd95=False, iou=self.iou)[0]
+        if self.iou:
+            scores[f"{MEAN_IOU}_iou"] = mean_present([scores[f"{r}_iou"] for r in names])
+        return scores
 
     def _rows(
         self, case_id: str, mode: str, sigma: float, tau: float, metrics: Mapping[str, float], base: Mapping[str, float]
     ) -> list[dict[str, Any]]:
-        return [
-            {
+        """One row per region (and, scored by IoU, the image's mIoU row, whose Dice is empty)."""
+        regions = [*self.scheme.region_names, *([MEAN_IOU] if self.iou else [])]
+        rows = []
+        for r in regions:
+            row = {
                 "case_id": case_id,
                 "mode": mode,
                 "sigma": sigma,
                 "tau": tau,
                 "radius": certified_radius(sigma, tau),
                 "region": r,
-                "certified_dice": metrics[f"certified_dice_{r}"],
-                "base_dice": base[r],
+                "certified_dice": metrics.get(f"certified_dice_{r}", float("nan")),
+                "base_dice": base.get(f"{r}_dice", float("nan")),
                 "certified_accuracy": metrics["certified_accuracy"],
                 "abstain_rate": metrics["abstain_rate"],
                 "n0": self.n0,
                 "n": self.n,
                 "alpha": self.alpha,
             }
-            for r in self.scheme.region_names
-        ]
+            if self.iou:
+                row.update(certified_iou=metrics[f"certified_iou_{r}"], base_iou=base[f"{r}_iou"])
+            rows.append(row)
+        return rows
 
     def _save_map(
         self, x: torch.Tensor, case_id: str, mode: str, sigma: float, tau: float, classes: torch.Tensor
     ) -> None:
-        """The certified class map as NIfTI with the preprocessed input's affine; abstained voxels are 255."""
+        """The certified class map as NIfTI with the preprocessed input's affine; abstained voxels are 255.
+
+        A 2-D map is written as a palette PNG beside it too (abstained pixels in the palette's colour of 255, VOC's
+        void cream), which any image viewer shows in the dataset's colours."""
         volume = torch.where(classes == ABSTAIN, torch.full_like(classes, MAP_ABSTAIN), classes)
         layout = self._layouts.get(case_id)  # in the input's label values, as the evaluate workflow saves them
         volume = to_input_labels(volume, self.scheme.class_names, layout, keep=(MAP_ABSTAIN,))
-        save_class_map(volume, input_affine(x), self.map_path(case_id, mode, sigma, tau))
+        path = save_class_map(volume, input_affine(x), self.map_path(case_id, mode, sigma, tau))
+        if volume.ndim == 2:
+            write_label(path.with_suffix("").with_suffix(".png"), volume.detach().cpu().numpy(), self.palette)
 
     def _remember_example(
         self, case_id: str, mode: str, sigma: float, tau: float, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
@@ -410,6 +453,7 @@ class CertificationRun:
                 "label": y[0, 0].detach().cpu().as_subclass(torch.Tensor).numpy(),
                 "certified": classes.detach().cpu().numpy(),
                 "channel_names": self.channel_names,
+                "palette": self.palette,
             }
         )
 
@@ -418,24 +462,26 @@ class CertificationRun:
     def finish(self, store: ResultsStore) -> dict[str, Any]:
         ids = set(self.case_ids())
         rows = [r for r in typed_rows(store.rows()) if r["case_id"] in ids]
-        return {"rows": rows, "statistics": compare_modes(rows), "examples": self.examples}
+        return {"rows": rows, "statistics": compare_modes(rows, self.metric), "examples": self.examples}
 
 
 def typed_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of ``results.csv`` with numbers as floats and a ``condition`` label."""
     out = []
+    numbers = ("sigma", "tau", "radius", "certified_dice", "base_dice", "certified_accuracy", "abstain_rate")
     for row in rows:
         typed: dict[str, Any] = dict(row)
-        for key in ("sigma", "tau", "radius", "certified_dice", "base_dice", "certified_accuracy", "abstain_rate"):
-            typed[key] = float(row[key])
+        for key in (*numbers, *(k for k in ("certified_iou", "base_iou") if k in row)):
+            typed[key] = float(row[key]) if row[key] not in ("", None) else float("nan")
         typed["condition"] = condition_label(str(row["mode"]), typed["sigma"], typed["tau"])
         out.append(typed)
     return out
 
 
-def compare_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Denoised against plain smoothing per (sigma, tau) on certified Dice per region and certified accuracy.
+def compare_modes(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> list[dict[str, Any]]:
+    """Denoised against plain smoothing per (sigma, tau) on the certified ``metric`` per region and certified accuracy.
 
+    ``metric`` is ``dice`` (per region) or ``iou`` (per class and the image's mIoU row).
     Paired Wilcoxon signed-rank tests over cases (two-sided, zero differences split), Holm over every test of the run.
     Empty when only one mode was run.
     """
@@ -445,14 +491,15 @@ def compare_modes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         subset = [r for r in rows if r["sigma"] == sigma and r["tau"] == tau]
         if {r["mode"] for r in subset} != set(MODES):
             continue
-        table = [{**r, "condition": r["mode"]} for r in subset]
+        score = f"certified_{metric}"
+        table = [{**r, "condition": r["mode"]} for r in subset if not (metric == "dice" and r["region"] == MEAN_IOU)]
         per_case = {(r["case_id"], r["mode"]): r for r in subset}
         accuracy = [{**r, "region": "voxels", "condition": r["mode"]} for r in per_case.values()]
         for stats_row in compare_conditions(
-            table, baseline="plain", metric="certified_dice", alternative="two-sided"
+            table, baseline="plain", metric=score, alternative="two-sided"
         ) + compare_conditions(accuracy, baseline="plain", metric="certified_accuracy", alternative="two-sided"):
             stats_row["condition"] = f"denoised vs plain, sigma={sigma:g} tau={tau:g}"
-            stats_row["metric"] = "certified_accuracy" if stats_row["region"] == "voxels" else "certified_dice"
+            stats_row["metric"] = "certified_accuracy" if stats_row["region"] == "voxels" else score
             out.append(stats_row)
     if out:
         adjusted = holm([r["p_value"] for r in out])
@@ -504,16 +551,18 @@ def run_certification(
         report = write_certification_report(
             run.output_dir / "report", outcome["rows"], outcome["statistics"], outcome["examples"], settings
         )
-        print(summary_table(outcome["rows"]))
+        print(summary_table(outcome["rows"], run.metric))
         print(f"certification report: {report}")
         means: dict[str, list[float]] = {}
+        score = f"certified_{run.metric}"
         for r in outcome["rows"]:
             tag = f"{r['mode']}_sigma{r['sigma']:g}_tau{r['tau']:g}"
-            means.setdefault(f"certified_dice_{r['region']}_{tag}", []).append(r["certified_dice"])
+            means.setdefault(f"{score}_{r['region']}_{tag}", []).append(r[score])
             if r["region"] == run.scheme.region_names[0]:
                 means.setdefault(f"certified_accuracy_{tag}", []).append(r["certified_accuracy"])
                 means.setdefault(f"abstain_rate_{tag}", []).append(r["abstain_rate"])
-        mlflow_run.log_metrics({k: float(np.nanmean(v)) for k, v in means.items()}, step=0)
+        finite = {k: [x for x in v if not np.isnan(x)] for k, v in means.items()}  # a class in no case: not logged
+        mlflow_run.log_metrics({k: float(np.mean(v)) for k, v in finite.items() if v}, step=0)
         mlflow_run.log_metrics({"rows_reused": run.reused_rows, "cases_computed": run.computed_cases}, step=0)
         mlflow_run.log_artifact(run.output_dir, "certify")
     return report

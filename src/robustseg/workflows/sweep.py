@@ -39,10 +39,11 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions import CLEAN, AttackCondition, CaseContext, Condition, TransferCondition, check_unique_labels
 from robustseg.data.naming import case_ids, case_output_name
 from robustseg.data.nifti import input_affine, save_class_map
+from robustseg.data.png import scaled_rgb, write_label, write_rgb
 from robustseg.data.transforms import from_input_labels, to_input_labels
 from robustseg.errors import keep_created
 from robustseg.evaluation.dice import get_policy
-from robustseg.evaluation.metrics import region_metrics, spacing_from_affine
+from robustseg.evaluation.metrics import MEAN_IOU, mean_present, region_metrics, spacing_from_affine
 from robustseg.evaluation.results import ResultsStore
 from robustseg.evaluation.selfchecks import (
     SelfCheck,
@@ -84,9 +85,6 @@ COLUMNS = ["case_id", "condition", "kind", "attack", "eps", "region", "dice", "h
 METRICS: tuple[str, ...] = ("dice", "iou")
 """What a sweep tests: ``dice`` per region (MRI), or ``iou`` per class with a per-case ``mIoU`` row (natural
 images: the mean over the classes present in the case's truth or prediction)."""
-
-MEAN_IOU = "mIoU"
-"""The region name of the per-case mean IoU rows."""
 
 
 def columns_for(metric: str) -> list[str]:
@@ -466,8 +464,7 @@ class ConditionSweep:
             for r in self.scheme.region_names
         ]
         if self.metric == "iou":  # the case's mIoU: the mean over the classes in its truth or its prediction
-            present = [v for v in (float(metrics[f"{r}_iou"]) for r in self.scheme.region_names) if not math.isnan(v)]
-            miou = sum(present) / len(present) if present else math.nan
+            miou = mean_present([metrics[f"{r}_iou"] for r in self.scheme.region_names])
             rows.append({**rows[0], "region": MEAN_IOU, "dice": math.nan, "hd95": math.nan, "iou": miou})
         return rows
 
@@ -497,6 +494,10 @@ class ConditionSweep:
         """Where an example volume is saved: ``examples/<case>_<condition>_<adversarial|pred_adversarial>``."""
         return self.output_dir / "examples" / f"{case_id}_{_file_part(condition)}_{name}.nii.gz"
 
+    def example_png(self, case_id: str, condition: str, name: str) -> Path:
+        """The PNG copy of an example of a 2-D colour image (the image in 8 bits, the class map in the palette)."""
+        return self.example_path(case_id, condition, name).with_suffix("").with_suffix(".png")
+
     def _save_example(self, case: CaseContext, condition: str, perturbed: torch.Tensor, logits: torch.Tensor) -> None:
         """The perturbed input and its predicted class map as NIfTI with the preprocessed input's affine."""
         from monai.data import MetaTensor
@@ -515,12 +516,25 @@ class ConditionSweep:
         saver(MetaTensor(perturbed[0].detach().cpu().as_subclass(torch.Tensor), meta=meta))
         classes = self.scheme.class_map_from_logits(logits, head=self.head)
         layout = self._layouts.get(case.case_id)
+        saved = to_input_labels(classes[0, 0], self.scheme.class_names, layout)
         save_class_map(  # in the input's label values, as the evaluate workflow saves its predictions
-            to_input_labels(classes[0, 0], self.scheme.class_names, layout),
-            input_affine(case.image),
-            self.example_path(case.case_id, condition, "pred_adversarial"),
+            saved, input_affine(case.image), self.example_path(case.case_id, condition, "pred_adversarial")
         )
+        if perturbed.ndim == 4 and perturbed.shape[1] == 3:  # a 2-D colour image: PNG copies to look at
+            low, high = self._pixel_bounds()
+            picture = scaled_rgb(_numpy(perturbed[0]), low, high)
+            write_rgb(self.example_png(case.case_id, condition, "adversarial"), picture)
+            write_label(self.example_png(case.case_id, condition, "pred_adversarial"), _numpy(saved), self.palette)
         self._remember_example(case, condition, perturbed, classes)
+
+    def _pixel_bounds(self) -> tuple[float | None, float | None]:
+        """The attacks' clip bounds when they are numbers (``[0, 1]`` for natural images), else ``(None, None)``."""
+        for c in self.conditions:
+            if isinstance(c, AttackCondition):
+                low, high = c.attack.threat.clip_min, c.attack.threat.clip_max
+                if isinstance(low, int | float) and isinstance(high, int | float):
+                    return float(low), float(high)
+        return None, None
 
     def _reload_example(self, case: CaseContext, condition: str) -> bool:
         """Read a stored example back; False when its files are missing (the condition runs again)."""
