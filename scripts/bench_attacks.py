@@ -123,9 +123,17 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     return {"median": statistics.median(values), "repeats": [float(v) for v in values], "n": len(values)}
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a wall-clock interval holds what was launched in it (no-op without CUDA)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_call(fn: Callable[[], Any]) -> float:
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -165,6 +173,7 @@ def timed_attack(
 
     def interleave() -> None:
         if opened:
+            synchronize()
             steps.append(time.perf_counter() - opened.pop())
         bares.append(time_call(bare))
         opened.append(time.perf_counter())
@@ -193,6 +202,24 @@ def timed_attack(
 # ---------------------------------------------------------------------- step overhead
 
 
+def paired_steps(
+    attack: Attack, x: torch.Tensor, labels: torch.Tensor, bare: Callable[[], Any], repeats: int
+) -> dict[str, list[float]]:
+    """``repeats`` timed attack calls after a warm-up (:func:`timed_attack`): every bare and step time, each call's
+    time and fixed part (outside the steps), and each step over the mean of the two bare runs that flank it."""
+    timed_attack(attack, x, labels, bare)  # warm-up
+    out: dict[str, list[float]] = {"bares": [], "steps": [], "calls": [], "fixed": [], "paired": []}
+    for _ in range(repeats):
+        total, step_times, bare_times = timed_attack(attack, x, labels, bare)
+        out["bares"].extend(bare_times)
+        out["steps"].extend(step_times)
+        out["calls"].append(total)
+        out["fixed"].append(total - sum(step_times))
+        flanks = itertools.pairwise(bare_times)
+        out["paired"].extend(t / ((a + b) / 2) for t, (a, b) in zip(step_times, flanks, strict=True))
+    return out
+
+
 def step_overhead(
     name: str, model: nn.Module, inferer: Any, shape: Sequence[int], loss: str, args: argparse.Namespace
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -206,20 +233,8 @@ def step_overhead(
     def bare() -> None:
         bare_forward_backward(model, inferer, x, y)  # called inside the attack: eval mode, frozen parameters
 
-    timed_attack(attack, x, labels, bare)  # warm-up
-    bares: list[float] = []
-    steps: list[float] = []
-    calls: list[float] = []
-    fixed: list[float] = []
-    paired: list[float] = []
-    for _ in range(args.repeats):
-        total, step_times, bare_times = timed_attack(attack, x, labels, bare)
-        bares.extend(bare_times)
-        steps.extend(step_times)
-        calls.append(total)
-        fixed.append(total - sum(step_times))
-        flanks = itertools.pairwise(bare_times)
-        paired.extend(t / ((a + b) / 2) for t, (a, b) in zip(step_times, flanks, strict=True))
+    timing = paired_steps(attack, x, labels, bare, args.repeats)
+    bares, steps, calls, fixed, paired = (timing[k] for k in ("bares", "steps", "calls", "fixed", "paired"))
     bare_s, step_s = statistics.median(bares), statistics.median(steps)
     ratio = statistics.median(paired)
     result = {

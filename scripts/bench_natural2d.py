@@ -1,4 +1,4 @@
-"""Benchmark the 2-D bundle on CPU: training throughput and the attack step overhead of its network.
+"""Benchmark the 2-D bundle (CPU, or a GPU with --device cuda): training throughput and the attack step overhead.
 
 Usage::
 
@@ -24,7 +24,6 @@ Method:
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import platform
 import statistics
@@ -50,7 +49,7 @@ DEFAULT_OUTPUT = BUNDLE / "eval" / "bench_natural2d.json"
 QUICK = {"size": 32, "batch": 2, "iterations": 2, "steps": 2, "repeats": 2, "epoch_scenes": 5}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_attacks import bare_forward_backward, execute, summary, timed_attack  # noqa: E402
+from bench_attacks import bare_forward_backward, execute, paired_steps, summary, time_call  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epoch-scenes", type=int, default=160, help="scenes of the bundle-trainer epoch")
     parser.add_argument("--steps", type=int, default=4, help="i-FGSM steps per timed call (>= 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed attack calls after one warm-up")
-    parser.add_argument("--device", default="cpu", help="cpu (the attack timing does not synchronise a GPU yet)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (timings synchronise the GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the scenes")
     return parser
@@ -100,15 +99,9 @@ def compute_throughput(args: argparse.Namespace) -> dict[str, Any]:
         optimizer.zero_grad()
         loss_fn(network(x), y[:, None]).backward()
         optimizer.step()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
 
     step()
-    times = []
-    for _ in range(args.iterations):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    times = [time_call(step) for _ in range(args.iterations)]
     return {"step_s": summary(times), "images_per_s": args.batch / statistics.median(times), "batch": args.batch}
 
 
@@ -147,15 +140,8 @@ def step_overhead(args: argparse.Namespace) -> dict[str, Any]:
     def bare() -> None:
         bare_forward_backward(model, None, x, torch.where(y == 255, 0, y))
 
-    timed_attack(attack, x, labels, bare)  # warm-up
-    steps: list[float] = []
-    bares: list[float] = []
-    paired: list[float] = []
-    for _ in range(args.repeats):
-        _, step_times, bare_times = timed_attack(attack, x, labels, bare)
-        steps.extend(step_times)
-        bares.extend(bare_times)
-        paired.extend(t / ((a + b) / 2) for t, (a, b) in zip(step_times, itertools.pairwise(bare_times), strict=True))
+    timing = paired_steps(attack, x, labels, bare, args.repeats)
+    steps, bares, paired = timing["steps"], timing["bares"], timing["paired"]
     return {
         "attack": f"IterativeFGSM(linf, eps=8/255, steps={args.steps}, clip [0, 1], no mask)",
         "input_shape": list(x.shape),

@@ -6,6 +6,9 @@
 #   NUM_SCENES   scenes of the train split (default 1200; 10 % of them held out for validation)
 #   NUM_TEST     scenes of the val split, the test set (default 200)
 #   DEMO_EPOCHS  training epochs (default 15, bundles/natural2d_segmentation/configs/cpu_demo.json)
+#   DEMO_CERTIFY plain: also train a model with Gaussian noise sigma 0.25 and certify it by randomized smoothing;
+#                denoised: also train the diffusion denoiser on the scenes and certify plain and denoised smoothing
+#                of the model trained without noise at sigma 0.25 and 0.5, tau 0.75 (Laousy et al.'s setting)
 # Extra arguments are passed to the bundle runs as overrides, e.g. DEMO=2d scripts/demo.sh --learning_rate 0.002
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
@@ -19,7 +22,8 @@ quiet() {  # MONAI's start-up notices, shown for the first bundle run only (see 
     PYTHONWARNINGS="ignore:parsing config_file:UserWarning" "$@" 2>&1 | sed -u '/Not all config files are in/d'
 }
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
-steps=5
+steps=$([ -n "${DEMO_CERTIFY:-}" ] && echo 6 || echo 5)
+case "${DEMO_CERTIFY:-}" in ""|plain|denoised) ;; *) echo "DEMO_CERTIFY must be plain or denoised" >&2; exit 2;; esac
 
 echo "[demo 2d] 1/$steps offline scenes in Pascal VOC's layout -> $DATA"
 python scripts/make_scenes.py --output "$DATA" --num-train "${NUM_SCENES:-1200}" --num-val "${NUM_TEST:-200}" \
@@ -53,4 +57,24 @@ echo "[demo 2d] 5/$steps attack audit with robustseg audit: FGSM and i-FGSM (10 
 echo "         [0, 1] pixel units, clipped to [0, 1], beside noise of the same norm; paired Wilcoxon tests on IoU"
 quiet robustseg audit "$BUNDLE" --dataset_dir "$DATA" --config_file "$BUNDLE/configs/cpu_demo.json" \
     --checkpoint "$CKPT/model.pt" --output_dir "$OUT" --tracking_uri "sqlite:///$PWD/$BUNDLE/eval/mlflow.db"
+if [ "${DEMO_CERTIFY:-}" = "plain" ]; then
+    NOISY="$CKPT/noise_sigma0.25"
+    files="'$BUNDLE/configs/train.json','configs/noise_training.json'"
+    echo "[demo 2d] 6/$steps certification: training a model with Gaussian noise sigma 0.25 -> $NOISY"
+    quiet python -m monai.bundle run --config_file "[$files,'$BUNDLE/configs/cpu_demo.json']" \
+        "${common[@]}" --ckpt_dir "$NOISY" --noise_sigma 0.25 "${overrides[@]}"
+    echo "[demo 2d] 6/$steps certification: SegCertify of that model at sigma 0.25 on the test scenes"
+    quiet python -m monai.bundle run --config_file "[$files,'configs/certify.json','$BUNDLE/configs/cpu_demo.json']" \
+        "${common[@]}" --ckpt_dir "$NOISY" --noise_sigma 0.25 --certify_sigmas "[0.25]" \
+        --certify_output_dir "$OUT/certify" "${overrides[@]}"
+elif [ "${DEMO_CERTIFY:-}" = "denoised" ]; then
+    files="'$BUNDLE/configs/train.json','configs/denoiser.json'"
+    echo "[demo 2d] 6/$steps certification: training the diffusion denoiser (2-D DDPM) on the scenes -> $CKPT/denoiser"
+    quiet python -m monai.bundle run --config_file "[$files,'$BUNDLE/configs/cpu_demo.json']" \
+        "${common[@]}" --denoiser_ckpt_dir "$CKPT/denoiser" "${overrides[@]}"
+    echo "[demo 2d] 6/$steps certification: plain and denoised SegCertify of the model trained without noise"
+    files="$files,'configs/certify.json','configs/certify_denoised.json'"
+    quiet python -m monai.bundle run --config_file "[$files,'$BUNDLE/configs/cpu_demo.json']" \
+        "${common[@]}" --denoiser_ckpt_dir "$CKPT/denoiser" --certify_output_dir "$OUT/certify" "${overrides[@]}"
+fi
 echo "[demo 2d] finished in $(( $(date +%s) - start )) s (set-up excluded)"

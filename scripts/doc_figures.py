@@ -20,7 +20,10 @@ The blocks and where their figures come from (under ``bundles/brats_unet3d/eval/
 * ``demo_certify``: ``certify/report/summary.csv``, written only by ``DEMO_CERTIFY=plain|denoised scripts/demo.sh``;
 * ``demo_scenes``: from ``DEMO=2d scripts/demo.sh`` (under ``bundles/natural2d_segmentation/eval/cpu_demo``):
   ``metrics/iou_summary.json`` (test mIoU, per-class IoU, pixel accuracy), ``colour_baseline.json`` and the latest
-  finished ``train`` and ``evaluate`` MLflow runs of the 2-D bundle (wall times, epochs).
+  finished ``train`` and ``evaluate`` MLflow runs of the 2-D bundle (wall times, epochs);
+* ``demo_certify_2d``: from ``DEMO=2d DEMO_CERTIFY=denoised scripts/demo.sh``: ``certify/report/summary.csv`` and
+  ``statistics.csv`` (denoised against plain smoothing), the ``certify`` run that ``certify/mlflow_run.json`` names
+  and the latest finished ``denoiser`` run before it (wall times, validation MSE of the denoised and noisy images).
 
 ``python scripts/doc_figures.py`` prints the figures as JSON. ``--write`` rewrites the blocks in the docs, and
 ``--check`` exits with status 1 when a block differs from what the outputs give. A block whose outputs are missing
@@ -49,7 +52,7 @@ DOCS = (
     REPO / "bundles/natural2d_segmentation/docs/README.md",
 )
 BLOCK = re.compile(
-    r"^(?P<begin><!-- figures:(?P<name>[a-z_]+):begin -->\n)(?P<body>.*?)^(?P<end><!-- figures:(?P=name):end -->)$",
+    r"^(?P<begin><!-- figures:(?P<name>[a-z0-9_]+):begin -->\n)(?P<body>.*?)^(?P<end><!-- figures:(?P=name):end -->)$",
     re.DOTALL | re.MULTILINE,
 )
 """One block: its begin marker, its body (replaced) and its end marker, each marker on a line of its own."""
@@ -257,7 +260,65 @@ SOURCES = {
 """Each source of figures by the block it fills (``demo_headline`` is made from ``demo_dice`` and ``demo_audit``)."""
 
 
-SOURCES_2D = {"demo_scenes": natural2d_figures}
+def natural2d_certify_figures(eval_dir: Path) -> dict[str, Any]:
+    """The 2-D demo's certification: means per mode and sigma, the paired tests of denoised against plain smoothing
+    on certified pixel accuracy and mIoU, and the wall times of the denoiser's training and the certification."""
+    report = eval_dir / "certify" / "report"
+    run_file = eval_dir / "certify" / "mlflow_run.json"
+    for path in (report / "summary.csv", report / "statistics.csv", run_file):
+        if not path.is_file():
+            raise MissingOutput(f"no {path}")
+    recorded = json.loads(run_file.read_text())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(recorded["tracking_uri"])
+    certify = client.get_run(recorded["run_id"])
+    found = [
+        r
+        for r in client.search_runs(
+            [certify.info.experiment_id],
+            filter_string="attributes.run_name = 'denoiser' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+        )
+        if r.info.end_time <= certify.info.start_time
+    ]
+    if not found:
+        raise MissingOutput(f"no finished MLflow run 'denoiser' before the certification in {recorded['tracking_uri']}")
+    denoiser = found[0]
+    tests = [
+        {
+            "condition": r["condition"],
+            "metric": r["metric"],
+            "region": r["region"],
+            "n": int(float(r["n"])),
+            "median_plain": float(r["median_baseline"]),
+            "median_denoised": float(r["median_condition"]),
+            "p_holm": float(r["p_holm"]),
+        }
+        for r in _csv_rows(report / "statistics.csv")
+        if r["region"] in ("voxels", "mIoU")
+    ]
+    summary = [
+        {k: v if k == "mode" else float(v) for k, v in row.items() if not k.startswith(("certified_iou_", "base_iou_"))}
+        | {"certified_miou": float(row["certified_iou_mIoU"]), "base_miou": float(row["base_iou_mIoU"])}
+        for row in _csv_rows(report / "summary.csv")
+    ]
+    return {
+        "date": datetime.fromtimestamp(certify.info.start_time / 1000, UTC).date().isoformat(),
+        "denoiser_s": _run_seconds(denoiser),
+        "denoiser_epochs": int(denoiser.data.params["epochs"]),
+        "val_denoise_mse": denoiser.data.metrics.get("val_denoise_mse"),
+        "val_noisy_mse": denoiser.data.metrics.get("val_noisy_mse"),
+        "val_sigma": float(denoiser.data.params["val_sigma"]),
+        "certify_s": _run_seconds(certify),
+        "n": int(certify.data.params["n"]),
+        "alpha": float(certify.data.params["alpha"]),
+        "summary": summary,
+        "tests": tests,
+    }
+
+
+SOURCES_2D = {"demo_scenes": natural2d_figures, "demo_certify_2d": natural2d_certify_figures}
 """The sources that read the 2-D demo's folder (``--eval-dir-2d``)."""
 
 
@@ -405,6 +466,35 @@ def render_2d(f: Mapping[str, Any]) -> str:
     )
 
 
+def render_certify_2d(f: Mapping[str, Any]) -> str:
+    mse = f"{f['val_denoise_mse']:.4f} against {f['val_noisy_mse']:.4f} noisy" if f["val_denoise_mse"] else "not logged"
+    text = (
+        f"Certification of the model trained without noise ({f['date']}; n {f['n']}, alpha {f['alpha']:g} per image):"
+        f" the 2-D DDPM denoiser trained {f['denoiser_epochs']} epochs on the scenes in {f['denoiser_s']:.0f} s "
+        f"(validation MSE at sigma {f['val_sigma']:g}: {mse}); plain and denoised SegCertify took "
+        f"{f['certify_s']:.0f} s."
+    )
+    for t in (t for t in f["tests"] if t["metric"] == "certified_accuracy"):
+        text += (
+            f" {t['condition'].removeprefix('denoised vs plain, ')}: median certified pixel accuracy "
+            f"{t['median_plain']:.3f} plain, {t['median_denoised']:.3f} denoised over {t['n']} scenes (Holm p "
+            f"{_p(t['p_holm'])}, two-sided Wilcoxon)."
+        )
+    lines = [
+        *_wrapped(text),
+        "",
+        "| mode | sigma | tau | radius | scenes | certified pixel accuracy | abstain rate | certified / base mIoU |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in f["summary"]:
+        lines.append(
+            f"| {s['mode']} | {s['sigma']:g} | {s['tau']:g} | {s['radius']:.3f} | {s['cases']:.0f} "
+            f"| {s['certified_accuracy']:.3f} | {s['abstain_rate']:.3f} | {s['certified_miou']:.3f} / "
+            f"{s['base_miou']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def render(figures: Mapping[str, Any]) -> dict[str, str]:
     """The Markdown body of every block whose figures are there."""
     renderers = {
@@ -413,6 +503,7 @@ def render(figures: Mapping[str, Any]) -> dict[str, str]:
         "demo_runs": render_runs,
         "demo_certify": render_certify,
         "demo_scenes": render_2d,
+        "demo_certify_2d": render_certify_2d,
     }
     blocks = {name: renderers[name](f) for name, f in figures.items()}
     if "demo_dice" in figures and "demo_audit" in figures:
@@ -436,7 +527,7 @@ def rewrite(text: str, blocks: Mapping[str, str]) -> tuple[str, list[str]]:
             return match[0]
         return match["begin"] + blocks[name].rstrip("\n") + "\n" + match["end"]
 
-    begins = re.findall(r"^<!-- figures:([a-z_]+):begin -->$", text, re.MULTILINE)
+    begins = re.findall(r"^<!-- figures:([a-z0-9_]+):begin -->$", text, re.MULTILINE)
     found = [m["name"] for m in BLOCK.finditer(text)]
     if begins != found:
         raise ValueError(f"figure blocks without a matching end marker: {sorted(set(begins) - set(found))}")

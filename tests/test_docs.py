@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import inspect
 import io
+import json
 import os
 import re
 import runpy
@@ -588,7 +589,7 @@ def test_doc_figures_rewrites_the_blocks_from_the_outputs(tmp_path: Path) -> Non
         ],
     )
     found, missing = figures["collect"](eval_dir)
-    assert set(missing) == {"demo_runs", "demo_certify", "demo_scenes"}  # no MLflow run file, certification, 2-D demo
+    assert set(missing) == {"demo_runs", "demo_certify", "demo_scenes", "demo_certify_2d"}  # no run file, no 2-D demo
     assert found["demo_audit"]["comparisons"][1]["drop"] == pytest.approx(0.3)
     doc = "\n".join(
         [
@@ -637,3 +638,60 @@ def test_doc_figures_fills_the_certification_block_once_there_are_outputs(tmp_pa
     )
     assert kept == [] and "old" not in new
     assert "| plain | 0.25 | 0.75 | 0.169 | 3 | 0.987 | 0.004 | 0.810 / 0.830 | 0.910 / 0.920 |" in new
+
+
+def test_doc_figures_fills_the_2d_certification_block_from_its_report_and_runs(tmp_path: Path) -> None:
+    """demo_certify_2d: the summary's mIoU and accuracy, the tests on accuracy, the denoiser's and certify's runs."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    figures = _doc_figures()
+    eval_2d = tmp_path / "cpu_demo"
+    summary = ["mode", "sigma", "tau", "radius", "cases", "certified_accuracy", "abstain_rate"]
+    summary += ["certified_dice_horse", "base_dice_horse", "certified_iou_horse", "base_iou_horse"]
+    summary += ["certified_iou_mIoU", "base_iou_mIoU"]
+    _write_csv(
+        eval_2d / "certify/report/summary.csv",
+        summary,
+        [
+            ["denoised", 0.25, 0.75, 0.1686, 12, 0.61, 0.35, 0.2, 0.7, 0.1, 0.6, 0.33, 0.71],
+            ["plain", 0.25, 0.75, 0.1686, 12, 0.02, 0.97, 0.0, 0.7, 0.0, 0.6, 0.01, 0.71],
+        ],
+    )
+    stats = ["condition", "metric", "region", "n", "median_baseline", "median_condition", "p_holm"]
+    _write_csv(
+        eval_2d / "certify/report/statistics.csv",
+        stats,
+        [
+            ["denoised vs plain, sigma=0.25 tau=0.75", "certified_iou", "horse", 12, 0.0, 0.1, 0.04],
+            ["denoised vs plain, sigma=0.25 tau=0.75", "certified_accuracy", "voxels", 12, 0.01, 0.63, 0.0039],
+        ],
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("natural2d_segmentation")
+    denoiser = client.create_run(experiment, run_name="denoiser")
+    for key, value in {"epochs": 6, "val_sigma": 0.5}.items():
+        client.log_param(denoiser.info.run_id, key, value)
+    client.log_metric(denoiser.info.run_id, "val_denoise_mse", 0.0123)
+    client.log_metric(denoiser.info.run_id, "val_noisy_mse", 0.25)
+    client.set_terminated(denoiser.info.run_id)
+    time.sleep(0.01)
+    certify = client.create_run(experiment, run_name="certify")
+    for key, value in {"n": 100, "alpha": 0.001}.items():
+        client.log_param(certify.info.run_id, key, value)
+    client.set_terminated(certify.info.run_id)
+    (eval_2d / "certify/mlflow_run.json").write_text(json.dumps({"run_id": certify.info.run_id, "tracking_uri": uri}))
+    found, missing = figures["collect"](tmp_path / "none", eval_dir_2d=eval_2d)
+    assert "demo_certify_2d" not in missing, missing
+    new, kept = figures["rewrite"](
+        "<!-- figures:demo_certify_2d:begin -->\nold\n<!-- figures:demo_certify_2d:end -->\n", figures["render"](found)
+    )
+    assert kept == [] and "old" not in new
+    assert "| denoised | 0.25 | 0.75 | 0.169 | 12 | 0.610 | 0.350 | 0.330 / 0.710 |" in new
+    assert "| plain | 0.25 | 0.75 | 0.169 | 12 | 0.020 | 0.970 | 0.010 / 0.710 |" in new
+    text = " ".join(new.split())
+    assert "validation MSE at sigma 0.5: 0.0123 against 0.2500 noisy" in text and "trained 6 epochs" in text
+    assert "sigma=0.25 tau=0.75: median certified pixel accuracy 0.010 plain, 0.630 denoised over 12 scenes" in text
+    assert "Holm p 0.0039" in text and "n 100, alpha 0.001 per image" in text

@@ -219,7 +219,8 @@ class CertificationRun:
         self.warnings = [
             f"sigma {s:g} differs from the noise the model was trained with "
             f"({'none' if self.trained_sigma is None else format(self.trained_sigma, 'g')}); train a base model with "
-            f"configs/noise_training.json --noise_sigma {s:g} for meaningful certificates."
+            f"configs/noise_training.json --noise_sigma {s:g} for meaningful plain certificates"
+            + ("; denoised smoothing is meant for such a model." if "denoised" in self.modes else ".")
             for s in self.sigmas
             if s != self.trained_sigma
         ]
