@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,7 @@ __all__ = [
     "LabelFileError",
     "Palette",
     "full_palette",
+    "palette_mapping",
     "read_image",
     "read_label",
     "scaled_rgb",
@@ -98,6 +100,11 @@ def full_palette(palette: Palette | None) -> list[int]:
             raise ValueError(f"a palette entry maps a value in 0..255 to (R, G, B) but got {value!r}: {rgb!r}.")
         colours[index] = tuple(int(v) for v in rgb)
     return [v for rgb in colours for v in rgb]
+
+
+def palette_mapping(palette: Mapping[Any, Sequence[Any]] | None) -> dict[int, list[int]] | None:
+    """A palette read from a config (JSON keys are text) as ``{class value: [R, G, B]}`` of ints; ``None`` if empty."""
+    return {int(k): [int(v) for v in rgb] for k, rgb in palette.items()} if palette else None
 
 
 def write_label(path: str | Path, class_map: np.ndarray, dataset: Palette | None) -> Path:

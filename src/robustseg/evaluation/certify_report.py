@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robustseg.evaluation.metrics import MEAN_IOU, describe_empty_policy
+from robustseg.evaluation.metrics import MEAN_IOU, describe_empty_policy, mean_present
 from robustseg.evaluation.report.figures import _metric_label, _new_figure, _overlay_rgba, _rgb, _save, tumour_slice
 from robustseg.evaluation.report.html import (
     _e,
@@ -91,11 +91,6 @@ def _shown(rows: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
     return [MEAN_IOU] if metric == "iou" else [r for r in _regions(rows) if r != MEAN_IOU]
 
 
-def _mean(values: Sequence[float]) -> float:
-    finite = [float(v) for v in values if not np.isnan(float(v))]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
 def summary_rows(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> list[dict[str, Any]]:
     """Means over cases per (mode, sigma, tau): certified accuracy, abstain rate, certified and base score per region.
 
@@ -117,8 +112,8 @@ def summary_rows(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> lis
         }
         for region in regions:
             reg = [r for r in sub if r["region"] == region]
-            row[f"certified_{metric}_{region}"] = _mean([r[f"certified_{metric}"] for r in reg])
-            row[f"base_{metric}_{region}"] = _mean([r[f"base_{metric}"] for r in reg])
+            row[f"certified_{metric}_{region}"] = mean_present([r[f"certified_{metric}"] for r in reg])
+            row[f"base_{metric}_{region}"] = mean_present([r[f"base_{metric}"] for r in reg])
         out.append(row)
     return out
 

@@ -34,7 +34,7 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions.base import derive_seed
 from robustseg.data.naming import case_ids
 from robustseg.data.nifti import input_affine, save_class_map
-from robustseg.data.png import write_label
+from robustseg.data.png import palette_mapping, write_label
 from robustseg.data.transforms import to_input_labels
 from robustseg.errors import about, keep_created
 from robustseg.evaluation.dice import get_policy
@@ -164,7 +164,7 @@ class CertificationRun:
                 raise ValueError(f"metric must be one of {list(METRICS)} but is {metric!r}.")
         self.metric = metric
         self.columns = columns_for(metric)
-        self.palette = {int(k): [int(v) for v in rgb] for k, rgb in palette.items()} if palette else None
+        self.palette = palette_mapping(palette)
         with about("--certify_sigmas"):
             if not sigmas:
                 raise ValueError('give at least one noise level > 0, e.g. "[0.25]".')
@@ -493,7 +493,7 @@ def compare_modes(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> li
         if {r["mode"] for r in subset} != set(MODES):
             continue
         score = f"certified_{metric}"
-        table = [{**r, "condition": r["mode"]} for r in subset if not (metric == "dice" and r["region"] == MEAN_IOU)]
+        table = [{**r, "condition": r["mode"]} for r in subset]
         per_case = {(r["case_id"], r["mode"]): r for r in subset}
         accuracy = [{**r, "region": "voxels", "condition": r["mode"]} for r in per_case.values()]
         for stats_row in compare_conditions(
@@ -562,8 +562,8 @@ def run_certification(
             if r["region"] == run.scheme.region_names[0]:
                 means.setdefault(f"certified_accuracy_{tag}", []).append(r["certified_accuracy"])
                 means.setdefault(f"abstain_rate_{tag}", []).append(r["abstain_rate"])
-        finite = {k: [x for x in v if not np.isnan(x)] for k, v in means.items()}  # a class in no case: not logged
-        mlflow_run.log_metrics({k: float(np.mean(v)) for k, v in finite.items() if v}, step=0)
+        averaged = {k: mean_present(v) for k, v in means.items()}  # a class in no case has no mean: not logged
+        mlflow_run.log_metrics({k: v for k, v in averaged.items() if not np.isnan(v)}, step=0)
         mlflow_run.log_metrics({"rows_reused": run.reused_rows, "cases_computed": run.computed_cases}, step=0)
         mlflow_run.log_artifact(run.output_dir, "certify")
     return report

@@ -39,7 +39,7 @@ from robustseg.checkpoints import load_checkpoint, unwrap
 from robustseg.conditions import CLEAN, AttackCondition, CaseContext, Condition, TransferCondition, check_unique_labels
 from robustseg.data.naming import case_ids, case_output_name
 from robustseg.data.nifti import input_affine, save_class_map
-from robustseg.data.png import scaled_rgb, write_label, write_rgb
+from robustseg.data.png import palette_mapping, scaled_rgb, write_label, write_rgb
 from robustseg.data.transforms import from_input_labels, to_input_labels
 from robustseg.errors import keep_created
 from robustseg.evaluation.dice import get_policy
@@ -243,7 +243,7 @@ class ConditionSweep:
         self.extra_settings = dict(settings or {})
         self.metric = metric
         self.hd95 = bool(hd95)
-        self.palette = {int(k): [int(v) for v in rgb] for k, rgb in palette.items()} if palette else None
+        self.palette = palette_mapping(palette)
         self.columns = columns_for(metric)
         self.checks: list[SelfCheck] = []
         self.examples: list[dict[str, Any]] = []
