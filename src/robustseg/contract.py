@@ -36,6 +36,7 @@ EVAL = ("attack.json", "certify.json")
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """The default of an id a bundle must define."""
 TRAIN = ("noise_training.json", "denoiser.json")
+DEFEND = ("adversarial_training.json", "distillation.json")
 
 
 @dataclass(frozen=True)
@@ -65,24 +66,30 @@ class ContractId:
 
 
 CONTRACT: tuple[ContractId, ...] = (
-    ContractId("bundle_root", "The bundle's folder; paths of the bundle start from it.", "."),
+    ContractId(
+        "bundle_root",
+        "The bundle's folder; paths of the bundle start from it.",
+        ".",
+        used_by=(*EVAL, *DEFEND),
+    ),
     ContractId(
         "device",
         "Where the model runs.",
         "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        used_by=(*EVAL, "certify_denoised.json", *TRAIN),
+        used_by=(*EVAL, "certify_denoised.json", *TRAIN, "distillation.json"),
     ),
     ContractId(
         "network",
         "The model on its device, returning logits (no final softmax or sigmoid).",
         "$@network_def.to(@device)",
         zoo=("network", "network_def"),
+        used_by=(*EVAL, *DEFEND),
     ),
     ContractId(
         "network_def",
         "The model's definition; transfer attacks build a second instance of it with %network_def.",
         example='"network_def": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 4, ...}',
-        used_by=("attack.json (transfer attacks only)",),
+        used_by=("attack.json (transfer attacks only)", "distillation.json"),
     ),
     ContractId(
         "checkpoint",
@@ -132,6 +139,7 @@ CONTRACT: tuple[ContractId, ...] = (
         "region, thresholded at 0.5).",
         "softmax",
         zoo=("validate#postprocessing (Activationsd sigmoid/softmax)",),
+        used_by=(*EVAL, "adversarial_training.json"),
     ),
     ContractId(
         "channel_names",
@@ -146,6 +154,7 @@ CONTRACT: tuple[ContractId, ...] = (
         "heads, the region of each channel.",
         "$robustseg.labels.LabelScheme(('background', 'foreground'))",
         zoo=("metadata network_data_format.outputs.pred.channel_def",),
+        used_by=(*EVAL, *DEFEND),
     ),
     ContractId(
         "empty_policy",
@@ -178,32 +187,32 @@ CONTRACT: tuple[ContractId, ...] = (
         "What one unit of a perturbation budget is in the model's input: 'std of z-scored input' for normalised MRI, "
         "'[0, 1] pixel units' for natural images with the normalisation inside the model.",
         "std of z-scored input",
-        used_by=("attack.json",),
+        used_by=("attack.json", "adversarial_training.json"),
     ),
     ContractId(
         "input_min",
         "Lowest valid input value, the attacks' clip bound (0.0 for [0, 1] images; null: unbounded, z-scored MRI).",
         None,
-        used_by=("attack.json",),
+        used_by=("attack.json", "adversarial_training.json"),
     ),
     ContractId(
         "input_max",
         "Highest valid input value, the attacks' clip bound (1.0 for [0, 1] images; null: unbounded).",
         None,
-        used_by=("attack.json",),
+        used_by=("attack.json", "adversarial_training.json"),
     ),
     ContractId(
         "perturbation_mask",
         "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
         "detectable) or 'none' (everywhere: natural images).",
         "nonzero",
-        used_by=("attack.json", "certify.json"),
+        used_by=("attack.json", "certify.json", "adversarial_training.json"),
     ),
     ContractId(
         "attack_budgets",
         "The default attack budgets eps, in input_unit (the audit's --eps overrides them).",
         [0.05, 0.1, 0.2],
-        used_by=("attack.json",),
+        used_by=("attack.json", "adversarial_training.json"),
     ),
     ContractId("output_dir", "Where workflows write results and the MLflow store.", "$@bundle_root + '/eval'"),
     ContractId(
@@ -241,7 +250,7 @@ CONTRACT: tuple[ContractId, ...] = (
         "resume",
         "Resume a killed training from its last checkpoint.",
         False,
-        used_by=("denoiser.json",),
+        used_by=("denoiser.json", *DEFEND),
     ),
     ContractId(
         "is_not_rank0",
@@ -278,6 +287,25 @@ CONTRACT: tuple[ContractId, ...] = (
         "The list of random training transforms (noise training appends its Gaussian noise to it).",
         example='"train": {"random_transforms": [{"_target_": "RandCropByPosNegLabeld", ...}, ...]}',
         used_by=("noise_training.json",),
+    ),
+    ContractId(
+        "loss",
+        "The training loss, loss(logits, labels) (the distillation teacher is trained on it at temperature T).",
+        example='"loss": {"_target_": "DiceCELoss", "to_onehot_y": true, "softmax": true}',
+        used_by=("distillation.json",),
+    ),
+    ContractId(
+        "train#trainer",
+        "The bundle's MONAI SupervisedTrainer; the defences set its iteration_update (and the distillation "
+        "teacher its loss_function) and keep everything else: data, optimizer, handlers, AMP.",
+        example='"train": {"trainer": {"_target_": "SupervisedTrainer", "network": "@network", ...}}',
+        used_by=DEFEND,
+    ),
+    ContractId(
+        "ckpt_dir",
+        "The folder of the training checkpoints; the defences train into a folder of their own under models/.",
+        "$@bundle_root + '/models'",
+        used_by=DEFEND,
     ),
     ContractId(
         "validate#dataset",
