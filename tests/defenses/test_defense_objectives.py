@@ -212,3 +212,11 @@ def test_distillation_student_equal_to_the_teacher_has_zero_soft_loss_and_the_te
     assert float(loss) == pytest.approx(0.5 * float(ce(pred, labels)), rel=1e-5)
     with pytest.raises(ValueError, match="hard_weight"):
         Distillation(teacher, hard_weight=-1.0)
+
+
+def test_a_teacher_sharing_weights_with_the_student_is_refused() -> None:
+    student = bn_net()
+    shared = nn.Sequential(student[0], nn.Conv2d(8, 2, 1))
+    images, labels = batch()
+    with pytest.raises(ValueError, match="shares weights with the student"):
+        Distillation(shared, temperature=5.0)(student, plain, ce, images, labels)

@@ -125,6 +125,17 @@ class Distillation:
     def settings(self) -> dict[str, Any]:
         return {"defence": "distillation", "temperature": self.temperature, "hard_weight": self.hard_weight}
 
+    def _check_separate(self, network: nn.Module) -> None:
+        if getattr(self, "_checked", None) is network:
+            return
+        teacher = {id(p) for p in self.teacher.parameters()}
+        if any(id(p) in teacher for p in unwrap(network).parameters()):
+            raise ValueError(
+                "the distillation teacher shares weights with the student: build it as a separate instance (e.g. "
+                "copy.deepcopy of the bundle's network_def), not from a config that reuses the student's modules."
+            )
+        self._checked = network
+
     def teacher_logits(self, inferer: Callable[[torch.Tensor, nn.Module], Any], images: torch.Tensor) -> torch.Tensor:
         """The teacher's logits on ``images`` (no gradient, eval mode)."""
         self.teacher.eval()
@@ -143,6 +154,7 @@ class Distillation:
         rank: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The student's loss on one batch and its predictions."""
+        self._check_separate(network)
         target = self.teacher_logits(inferer, images)
         pred = _logits(inferer(images, network))
         valid = None
