@@ -245,3 +245,25 @@ def test_bad_arguments_raise_clear_errors() -> None:
     for build, message in cases:
         with pytest.raises(ValueError, match=message):
             build()
+
+
+def test_turning_final_scoring_off_gives_the_same_adversarial_input_with_one_forward_fewer() -> None:
+    from robustseg.attacks import FGSM, IterativeFGSM, ThreatModel
+
+    images, labels = blob_batch(2, 2, torch.Generator().manual_seed(0))
+    net = conv_net(2)
+    calls = {"n": 0}
+    net.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    threat = ThreatModel("linf", 0.1, mask="none")
+    for attack in (
+        FGSM(net, threat, scheme=BLOBS),
+        IterativeFGSM(net, threat, steps=3, random_start=True, scheme=BLOBS),
+    ):
+        calls["n"] = 0
+        scored = attack(images, labels)
+        with_score = calls["n"]
+        attack.score_final, calls["n"] = False, 0
+        unscored = attack(images, labels)
+        assert calls["n"] == with_score - 1
+        assert torch.equal(scored.adversarial, unscored.adversarial)
+        assert unscored.loss_history.shape == scored.loss_history.shape

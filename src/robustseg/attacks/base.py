@@ -141,6 +141,10 @@ class Attack:
         self.loss = loss
         self.loss_fn = get_loss(loss)
         self.seed = int(seed)
+        self.score_final = True
+        """Evaluate the final adversarial input (loss and success, one more forward). Adversarial training turns it
+        off: it trains on the input and needs neither; the last loss of ``loss_history`` then repeats the last step's
+        (a single run only: restarts compare the scores)."""
         self._warned: set[str] = set()
         self._logits_checked = False
         self._initial: InitialGradient | None = None

@@ -45,5 +45,7 @@ class FGSM(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, grad = self.initial_loss_and_gradient(x, labels, target)
         delta = self.threat.project(self.threat.eps * self.ascent(grad, x, target is not None), x)
+        if not self.score_final:
+            return delta, torch.stack([loss, loss])
         final, _ = self.evaluate(x, delta, labels, target)
         return delta, torch.stack([loss, final])

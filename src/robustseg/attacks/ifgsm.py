@@ -109,6 +109,9 @@ class IterativeFGSM(Attack):
                 loss, grad = self.loss_and_gradient(x, delta, labels, target, t, self.steps)
             history.append(loss)
             delta = self.threat.project(delta + self.step_size * self.ascent(grad, x, target is not None), x)
+        if not self.score_final and self.restarts == 1:
+            history.append(history[-1])
+            return delta, torch.stack(history), torch.zeros_like(history[-1]), history[-1]
         final, success = self.evaluate(x, delta, labels, target, self.steps)
         history.append(final)
         return delta, torch.stack(history), success, final

@@ -195,6 +195,7 @@ class AdversarialTraining:
                     random_start=self.method in ("pgd", "fast"),
                     **common,
                 )
+            attack.score_final = False  # training needs the input, not its score (one forward fewer)
             self._attacks = {key: attack}
         return self._attacks[key]
 
