@@ -97,9 +97,9 @@ def test_soft_dice_is_per_case_and_differentiable(dims: int) -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert set(LOSSES) == {"ce", "bce", "dice", "segpgd", "cospgd"}
+    assert set(LOSSES) == {"ce", "bce", "dice", "segpgd", "cospgd", "margin"}
     with pytest.raises(
-        ValueError, match=r"unknown loss 'focal'; choose one of \['bce', 'ce', 'cospgd', 'dice', 'segpgd'\]"
+        ValueError, match=r"unknown loss .focal.; choose one of \[.bce., .ce., .cospgd., .dice., .margin., .segpgd.\]"
     ):
         get_loss("focal")
     logits, labels = _logits_and_labels(2)
@@ -111,3 +111,34 @@ def test_registry_names_and_errors() -> None:
         get_loss("bce")(logits, labels, head="sigmoid", scheme=VOC_LIKE)
     with pytest.raises(ValueError, match=r"labels must be .* but are \(2, 1, 6, 4\)"):
         get_loss("ce")(logits, labels[..., :4])
+
+
+def test_margin_loss_by_hand_untargeted_targeted_and_ignored() -> None:
+    from robustseg.attacks.losses import margin_map
+    from robustseg.labels import LabelScheme
+
+    # two voxels, three classes: voxel 0 right (z_y = 3, best other 1), voxel 1 wrong (z_y = 0, best other 2)
+    logits = torch.tensor([[[3.0, 0.0], [1.0, 2.0], [-1.0, 1.0]]])[..., None]  # (1, 3, 2, 1)
+    labels = torch.tensor([[[0, 0]]])[..., None]  # (1, 1, 2, 1)
+    untargeted = margin_map(logits, labels)
+    assert untargeted[0, :, 0].tolist() == [-2.0, 0.0]  # min(1 - 3, 0), min(2 - 0, 0)
+    targeted = margin_map(logits, labels, targeted=True)
+    assert targeted[0, :, 0].tolist() == [0.0, 2.0]  # max(1 - 3, 0), max(2 - 0, 0)
+    scheme = LabelScheme(class_names=("a", "b", "c"), ignore_index=255)
+    ignored = margin_map(logits, torch.tensor([[[0, 255]]])[..., None], scheme=scheme, targeted=True)
+    assert ignored[0, :, 0].tolist() == [0.0, 0.0]
+    assert "margin" in LOSSES
+
+
+def test_margin_loss_keeps_its_gradient_when_logits_are_scaled_up() -> None:
+    from robustseg.attacks.losses import cross_entropy_map, margin_map
+
+    logits = torch.tensor([[[4.0], [1.0]]])[..., None].requires_grad_(True)  # (1, 2, 1, 1), right by 3
+    labels = torch.zeros((1, 1, 1, 1), dtype=torch.long)
+    for scale, loss in ((1.0, margin_map), (20.0, margin_map), (20.0, cross_entropy_map)):
+        (grad,) = torch.autograd.grad(loss(logits * scale, labels).sum(), logits)
+        norm = float(grad.abs().sum())
+        if loss is margin_map:
+            assert norm == pytest.approx(2.0 * scale)  # d(z_1 - z_0) grows with the scale
+        else:
+            assert norm < 1e-20  # the softmax saturates: defensive distillation's masked gradient

@@ -101,7 +101,7 @@ class Attack:
         head: ``"softmax"`` or ``"sigmoid"`` (multi-label region channels).
         scheme: the label scheme (classes, regions, ``ignore_index``, sigmoid regions). Default: BraTS.
         loss: name of a per-voxel loss in :data:`robustseg.attacks.losses.LOSSES` (``"ce"``, ``"bce"``, ``"dice"``,
-            ``"segpgd"``, ``"cospgd"``); default ``"ce"`` for softmax and ``"bce"`` for sigmoid heads.
+            ``"segpgd"``, ``"cospgd"``, ``"margin"``); default ``"ce"`` for softmax and ``"bce"`` for sigmoid heads.
         seed: seed of the ``torch.Generator`` drawn fresh on each call: the same seed gives the same adversarial input.
 
     Shapes:

@@ -40,6 +40,7 @@ __all__ = [
     "cross_entropy_map",
     "dice_loss_map",
     "get_loss",
+    "margin_map",
     "segpgd_lambda",
     "segpgd_map",
     "segpgd_weights",
@@ -277,12 +278,48 @@ def cospgd_map(
     return w * _base_map(logits, labels, head, scheme)
 
 
+def margin_map(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    head: str = "softmax",
+    scheme: LabelScheme | None = None,
+    step: int = 0,
+    total_steps: int = 1,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """The margin (Carlini-Wagner, kappa 0) loss per voxel ``(N, *spatial)``, on logits: it does not saturate as a
+    softmax does, so it keeps a gradient on models with scaled-up logits (defensive distillation).
+
+    Softmax head, untargeted: ``min(max_{j != y} z_j - z_y, 0)``, raised until the voxel is misclassified; targeted
+    (``labels`` is the target ``t``): ``max(max_{j != t} z_j - z_t, 0)``, lowered until the target wins. Sigmoid
+    head: per region channel the signed logit ``m = (1 - 2 g) z`` (positive when the channel is wrong), clamped the
+    same way and averaged over channels. Voxels with the scheme's ``ignore_index`` are 0.
+    """
+    _check_head(head)
+    y = _class_map(labels, logits)
+    valid = valid_voxels(y, scheme)
+    if head == "softmax":
+        safe = torch.where((y >= 0) & (y < logits.shape[1]), y, torch.zeros_like(y))
+        own = logits.gather(1, safe[:, None])[:, 0]
+        others = logits.scatter(1, safe[:, None], float("-inf")).max(dim=1).values
+        margin = others - own
+    else:
+        _, targets = _probabilities_and_targets(logits, y, head, scheme)
+        margin = (1 - 2 * targets) * logits
+    margin = margin.clamp(min=0) if targeted else margin.clamp(max=0)
+    if head != "softmax":
+        margin = margin.mean(dim=1)
+    return margin * valid
+
+
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "ce": cross_entropy_map,
     "bce": binary_cross_entropy_map,
     "dice": dice_loss_map,
     "segpgd": segpgd_map,
     "cospgd": cospgd_map,
+    "margin": margin_map,
 }
 """Registered per-voxel losses by name."""
 
