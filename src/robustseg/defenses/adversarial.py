@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustseg.attacks import FGSM, Attack, IterativeFGSM, ThreatModel
+from robustseg.attacks.base import _plain
 from robustseg.checkpoints import unwrap
 from robustseg.conditions.base import derive_seed
 from robustseg.labels import BRATS, LabelScheme
@@ -44,10 +45,6 @@ _DEFAULT_STEPS = {"pgd": 5, "ifgsm": 5}
 
 Inferer = Callable[[torch.Tensor, nn.Module], Any]
 """``inferer(inputs, network) -> logits``: the trainer's inferer (MONAI ``SimpleInferer`` on patches)."""
-
-
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
 
 
 def _logits(out: Any) -> torch.Tensor:

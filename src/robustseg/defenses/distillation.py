@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustseg.attacks.base import _plain
 from robustseg.checkpoints import unwrap
+from robustseg.defenses.adversarial import _logits
 from robustseg.labels import LabelScheme
 
 __all__ = ["AtTemperature", "Distillation", "check_temperature", "distillation_kl"]
@@ -36,14 +38,6 @@ def check_temperature(temperature: Any, what: str = "temperature") -> float:
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"the distillation {what} T must be a finite number > 0 but is {temperature!r}.")
     return float(temperature)
-
-
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
-
-
-def _logits(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, list | tuple) else out
 
 
 def distillation_kl(
@@ -121,12 +115,13 @@ class Distillation:
         self.temperature = check_temperature(temperature)
         self.hard_weight = float(hard_weight)
         self.scheme = scheme
+        self._checked: nn.Module | None = None
 
     def settings(self) -> dict[str, Any]:
         return {"defence": "distillation", "temperature": self.temperature, "hard_weight": self.hard_weight}
 
     def _check_separate(self, network: nn.Module) -> None:
-        if getattr(self, "_checked", None) is network:
+        if self._checked is network:
             return
         teacher = {id(p) for p in self.teacher.parameters()}
         if any(id(p) in teacher for p in unwrap(network).parameters()):
