@@ -267,3 +267,34 @@ def test_turning_final_scoring_off_gives_the_same_adversarial_input_with_one_for
         assert calls["n"] == with_score - 1
         assert torch.equal(scored.adversarial, unscored.adversarial)
         assert unscored.loss_history.shape == scored.loss_history.shape
+
+
+def test_temperature_attacks_logits_over_t_as_if_the_model_were_scaled_down() -> None:
+    from robustseg.attacks import IterativeFGSM, ThreatModel
+    from robustseg.conditions.attack import AttackSpec
+
+    images, labels = blob_batch(2, 2, torch.Generator().manual_seed(1))
+    net = conv_net(2)
+    hot = nn.Sequential(net, Scale(8.0))  # a distilled-like model: logits 8 times larger
+    threat = ThreatModel("linf", 0.1, mask="none")
+    plain = IterativeFGSM(net, threat, steps=3, scheme=BLOBS)(images, labels)
+    cooled = IterativeFGSM(hot, threat, steps=3, scheme=BLOBS, temperature=8.0)
+    result = cooled(images, labels)
+    assert torch.equal(result.adversarial, plain.adversarial)
+    assert torch.allclose(result.logits, 8.0 * plain.logits, atol=1e-5)  # the model's own logits are returned
+    assert cooled.share_key == ("ce@T=8", None)
+    assert IterativeFGSM(net, threat, scheme=BLOBS).share_key == ("ce", None)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        IterativeFGSM(net, threat, scheme=BLOBS, temperature=0.0)
+    spec = AttackSpec.parse({"name": "ifgsm", "temperature": 8.0})
+    assert spec.effective("ce")["temperature"] == 8.0
+    assert "temperature" not in AttackSpec.parse({"name": "ifgsm", "temperature": 1}).effective("ce")
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor

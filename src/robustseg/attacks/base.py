@@ -14,6 +14,7 @@ random start begin with, so a caller may pass the one computed by an earlier att
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -103,6 +104,8 @@ class Attack:
         loss: name of a per-voxel loss in :data:`robustseg.attacks.losses.LOSSES` (``"ce"``, ``"bce"``, ``"dice"``,
             ``"segpgd"``, ``"cospgd"``, ``"margin"``); default ``"ce"`` for softmax and ``"bce"`` for sigmoid heads.
         seed: seed of the ``torch.Generator`` drawn fresh on each call: the same seed gives the same adversarial input.
+        temperature: the loss is taken on ``logits / temperature`` (a distilled model's T: its softmax no longer
+            saturates); the predictions and the logits returned are the model's own.
 
     Shapes:
         images ``(N, C, *spatial)`` with 2 or 3 spatial dims; labels and targets are class maps ``(N, 1, *spatial)`` or
@@ -122,6 +125,7 @@ class Attack:
         scheme: LabelScheme = BRATS,
         loss: str | None = None,
         seed: int = 0,
+        temperature: float = 1.0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module but is {type(model).__name__}.")
@@ -141,6 +145,9 @@ class Attack:
         self.loss = loss
         self.loss_fn = get_loss(loss)
         self.seed = int(seed)
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number > 0 but is {temperature!r}.")
+        self.temperature = float(temperature)
         self.score_final = True
         """Evaluate the final adversarial input (loss and success, one more forward). Adversarial training turns it
         off: it trains on the input and needs neither; the last loss of ``loss_history`` then repeats the last step's
@@ -162,7 +169,12 @@ class Attack:
     @property
     def share_key(self) -> tuple[str, str | None]:
         """Attacks with one key start from the same :class:`InitialGradient` on one input: (loss, target name)."""
-        return (self.loss, None)
+        return (self.loss_key, None)
+
+    @property
+    def loss_key(self) -> str:
+        """The loss's name, with the temperature when it is not 1 (``ce@T=20``)."""
+        return self.loss if self.temperature == 1.0 else f"{self.loss}@T={self.temperature:g}"
 
     # ------------------------------------------------------------------ the call
 
@@ -263,6 +275,8 @@ class Attack:
     ) -> torch.Tensor:
         """Per-case objective ``(N,)``: the mean loss map w.r.t. ``target`` if given, else w.r.t. ``labels``."""
         reference = labels if target is None else target
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         loss_map = self.loss_fn(
             logits,
             reference,

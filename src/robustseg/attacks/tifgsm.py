@@ -68,7 +68,7 @@ class TargetedIterativeFGSM(IterativeFGSM):
     @property
     def share_key(self) -> tuple[str, str | None]:
         """(loss, the target function's name): attacks towards the same target share their clean gradient."""
-        return (self.loss, getattr(self.target_fn, "__name__", repr(self.target_fn)))
+        return (self.loss_key, getattr(self.target_fn, "__name__", repr(self.target_fn)))
 
     def __call__(
         self,

@@ -36,7 +36,7 @@ TARGETS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 """Built-in ti-FGSM targets; ``erase_tumour`` (every voxel background) is the default."""
 
-_COMMON = ("loss",)
+_COMMON = ("loss", "temperature")
 """Parameters of :class:`~robustseg.attacks.base.Attack` a spec may set (the sweep sets the others)."""
 
 
@@ -100,6 +100,8 @@ class AttackSpec:
         if self.name == "tifgsm":
             params["target"] = "erase_tumour"
         params.update({k: v for k, v in self.params.items() if k != "loss" and v is not None})
+        if params.get("temperature") == 1:
+            del params["temperature"]  # the default: the same attack as without it
         params["loss"] = loss
         return {"name": self.name, **dict(sorted(params.items()))}
 
