@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def inferer(x: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
         return net(x)
 
-    def clean(_: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = network(images)
-        return loss_function(pred, labels), pred
+    def clean(net: torch.nn.Module, inf: Any, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, **_: Any) -> Any:
+        pred = inf(x, net)  # the plain objective, with the defences' signature
+        return loss_fn(pred, y), pred
 
     def iteration(objective: Callable[..., Any]) -> Callable[[int], float]:
         def step(i: int) -> float:
@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             network.train()
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", enabled=amp):
-                if objective is clean:
-                    loss, _ = clean(i)
-                else:
-                    loss, _ = objective(network, inferer, loss_function, images, labels, iteration=i)
+                loss, _ = objective(network, inferer, loss_function, images, labels, iteration=i)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
