@@ -32,7 +32,7 @@ __all__ = [
     "references",
 ]
 
-EVAL = ("attack.json", "certify.json")
+EVAL = ("attack.json", "certify.json", "compare.json")
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """The default of an id a bundle must define."""
 TRAIN = ("noise_training.json", "denoiser.json")
@@ -167,52 +167,52 @@ CONTRACT: tuple[ContractId, ...] = (
         "What the evaluation workflows test per case: 'dice' per region (MRI), or 'iou' per class with the case's "
         "mIoU (natural images).",
         "dice",
-        used_by=("attack.json",),
+        used_by=("attack.json", "compare.json"),
     ),
     ContractId(
         "hd95",
         "Also score the 95th-percentile Hausdorff distance per region (false for natural images).",
         True,
-        used_by=("attack.json",),
+        used_by=("attack.json", "compare.json"),
     ),
     ContractId(
         "label_palette",
         "The colour (0..255 RGB) of each class value in report figures, as a mapping (a dataset's palette, 255 its "
         "void colour); null: matplotlib's tab10.",
         None,
-        used_by=("attack.json",),
+        used_by=("attack.json", "compare.json"),
     ),
     ContractId(
         "input_unit",
         "What one unit of a perturbation budget is in the model's input: 'std of z-scored input' for normalised MRI, "
         "'[0, 1] pixel units' for natural images with the normalisation inside the model.",
         "std of z-scored input",
-        used_by=("attack.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId(
         "input_min",
         "Lowest valid input value, the attacks' clip bound (0.0 for [0, 1] images; null: unbounded, z-scored MRI).",
         None,
-        used_by=("attack.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId(
         "input_max",
         "Highest valid input value, the attacks' clip bound (1.0 for [0, 1] images; null: unbounded).",
         None,
-        used_by=("attack.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId(
         "perturbation_mask",
         "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
         "detectable) or 'none' (everywhere: natural images).",
         "nonzero",
-        used_by=("attack.json", "certify.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "certify.json", "adversarial_training.json"),
     ),
     ContractId(
         "attack_budgets",
         "The default attack budgets eps, in input_unit (the audit's --eps overrides them).",
         [0.05, 0.1, 0.2],
-        used_by=("attack.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId("output_dir", "Where workflows write results and the MLflow store.", "$@bundle_root + '/eval'"),
     ContractId(

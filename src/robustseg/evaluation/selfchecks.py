@@ -15,6 +15,8 @@ sweep: they flag results that are likely to overstate robustness.
   gradients).
 * ``transfer``: adversarial inputs crafted on another model hurt this model more than white-box attacks on itself,
   which happens when its own gradients are masked.
+* ``temperature``: the attack on the logits divided by the model's temperature (a distilled student's T) lowers Dice
+  more than the same attack on its raw logits: the raw softmax is saturated and its gradient masked.
 * ``determinism``: predictions differ between two identical calls (dropout left on, randomised defences). Random
   outputs make gradient attacks look weaker; attack the expectation instead (EOT).
 
@@ -36,6 +38,7 @@ __all__ = [
     "check_gradients",
     "check_logits",
     "check_noise_baseline",
+    "check_temperature_scaling",
     "check_transfer",
     "paired_means",
 ]
@@ -184,6 +187,25 @@ def check_transfer(
         f"Inputs crafted on another model ({transfer}) hurt this model more than a white-box attack on it: its own "
         "gradients mislead the attack (gradient masking), so white-box numbers overstate robustness.",
         f"The white-box {white_box} is at least as strong as {transfer}.",
+    )
+
+
+def check_temperature_scaling(
+    plain: str, plain_dice: Sequence[float], scaled: str, scaled_dice: Sequence[float], margin: float = 0.0
+) -> SelfCheck:
+    """Flag an attack on raw logits that lowers mean Dice less than the same attack on logits / T (paired means)."""
+    return _compare(
+        "temperature",
+        plain,
+        plain_dice,
+        scaled,
+        scaled_dice,
+        lambda raw, tempered: tempered < raw - margin,
+        f"{scaled} (the loss on the logits divided by the model's temperature) is stronger than {plain} on the raw "
+        "logits: the raw softmax is saturated, so its cross-entropy gradient vanishes or points nowhere useful "
+        "(gradient masking, as defensive distillation does). Read the model's robustness from the scaled, margin "
+        "and transfer attacks, not from the raw one.",
+        f"{plain} on the raw logits is at least as strong as {scaled}.",
     )
 
 

@@ -189,6 +189,8 @@ class ConditionSweep:
     """
 
     title = "Robustness audit"
+    worst_kinds: tuple[str, ...] = ("attack", "transfer")
+    """The kinds of condition the per-case worst case of each budget is taken over."""
 
     def __init__(
         self,
@@ -590,7 +592,7 @@ class ConditionSweep:
         rows = typed_rows(store.rows())
         ids = set(self.case_ids())
         rows = [r for r in rows if r["case_id"] in ids]
-        rows += worst_case_rows(rows, metric=self.metric)
+        rows += worst_case_rows(rows, self.worst_kinds, metric=self.metric)
         self.checks += self.sweep_checks(rows)
         stats = compare_conditions(rows, baseline=CLEAN, alternative="greater", metric=self.metric)
         self._collect_examples()
