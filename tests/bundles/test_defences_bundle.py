@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 from collections.abc import Iterator
@@ -123,3 +124,62 @@ def test_defences_run_unchanged_on_the_2d_bundle(tmp_path: Path, scenes: Path) -
     run_2d(bundle, scenes, distill, max_epochs=1, distill_temperature=5.0)
     run_2d(bundle, scenes, distill, max_epochs=1, distill_temperature=5.0, distill_stage="student")
     assert (bundle / "models" / "distill_T5" / "model.pt").is_file()
+
+
+COMPARE = str(REPO / "configs" / "compare.json")
+QUICK_COMPARE = {
+    "compare_attacks": ["fgsm"],
+    "compare_margin_attacks": [{"name": "pgd", "steps": 1, "loss": "margin", "label": "pgd-margin"}],
+    "compare_eps": [0.1],
+    "compare_examples": 0,
+}
+
+
+def test_compare_finds_the_defended_models_and_records_one_report_and_run(
+    tmp_path: Path, phantom_root: Path, trained: Path
+) -> None:
+    bundle = copy_bundle(tmp_path)
+    models = bundle / "models"
+    models.mkdir()
+    shutil.copy(trained / "models" / "model.pt", models / "model.pt")
+    student = models / "distill_T20"
+    student.mkdir()
+    torch.save(torch.load(trained / "models" / "model.pt", weights_only=True), student / "model.pt")
+    (student / "defence.json").write_text('{"defence": "distillation", "stage": "student", "temperature": 20.0}')
+    (models / "not_a_model").mkdir()  # no defence.json: not found
+    workflow = run(bundle, phantom_root, COMPARE, **QUICK_COMPARE)
+    comparison = workflow.parser.get_parsed_content("comparison")
+    assert [(m.name, m.temperature) for m in comparison.models] == [("baseline", 1.0), ("distill_T20", 20.0)]
+    out = bundle / "eval" / "compare"
+    assert (out / "report" / "report.html").is_file() and (out / "distill_T20" / "report" / "report.html").is_file()
+    with (out / "report" / "statistics.csv").open() as f:
+        stats = list(csv.DictReader(f))
+    conditions = {r["condition"] for r in stats}
+    assert {
+        "clean",
+        "fgsm@0.1",
+        "fgsm-T@0.1",
+        "pgd-margin@0.1",
+        "transfer-fgsm@0.1",
+        "noise@0.1",
+        "worst@0.1",
+    } <= conditions
+    client = MlflowClient(default_tracking_uri(bundle / "eval"))
+    experiment = client.get_experiment_by_name("brats_unet3d")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'compare'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert "selfcheck.distill_T20.temperature" in runs[0].data.tags
+    assert any(k.endswith("_distill_T20") for k in runs[0].data.metrics)
+    stored = {name: (out / name / "results.csv").read_text() for name in ("baseline", "distill_T20")}
+    again = run(bundle, phantom_root, COMPARE, **QUICK_COMPARE)  # resumed: every row reused, none written again
+    for name, sweep in again.parser.get_parsed_content("comparison").sweeps.items():
+        assert (out / name / "results.csv").read_text() == stored[name]
+        assert sweep.reused_rows == len(stored[name].splitlines()) - 1
+    with refused("does not exist; train it first"):
+        run(
+            bundle,
+            phantom_root,
+            COMPARE,
+            **QUICK_COMPARE,
+            compare_models=["baseline=" + str(models / "model.pt"), "x=nowhere.pt"],
+        )
