@@ -5,23 +5,22 @@
 #   DEMO_EPOCHS  training epochs (default 12, configs/cpu_demo.json)
 #   DEMO_CERTIFY plain: also train a noise-trained model (sigma 0.25) and certify it by randomized smoothing;
 #                denoised: also train the diffusion denoiser and certify plain and denoised smoothing
-#   DEMO         2d: the 2-D path instead (scripts/demo_2d.sh: scenes, 2-D UNet, mIoU, colour baseline)
+#   DEMO         2d: the 2-D path instead (scripts/demo_2d.sh: scenes, 2-D UNet, mIoU, colour baseline);
+#                defences: the seed's defence experiment and its masking-aware re-evaluation (scripts/demo_defences.sh)
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
 set -euo pipefail
-if [ "${DEMO:-3d}" = "2d" ]; then exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_2d.sh" "$@"; fi
+case "${DEMO:-3d}" in
+    3d) ;;
+    2d) exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_2d.sh" "$@";;
+    defences) exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_defences.sh" "$@";;
+    *) echo "DEMO must be 3d, 2d or defences but is ${DEMO}" >&2; exit 2;;
+esac
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 start=$(date +%s)
 DATA="${DEMO_DATA:-data/phantoms}"
 BUNDLE=bundles/brats_unet3d
 overrides=("$@")
-# MONAI starts every bundle run with two notices: trust the configs (they run code), and "Not all config files are
-# in ..." (the overlays live in configs/, outside the bundle). Here the configs are robustseg's own and meta_file and
-# logging_file are given, so both are shown for the first run only.
-first_run=1
-quiet() {
-    if [ -n "$first_run" ]; then first_run=""; "$@"; return; fi
-    PYTHONWARNINGS="ignore:parsing config_file:UserWarning" "$@" 2>&1 | sed -u '/Not all config files are in/d'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/demo_lib.sh"
 steps=$([ -n "${DEMO_CERTIFY:-}" ] && echo 5 || echo 4)
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
 

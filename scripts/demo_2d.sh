@@ -16,11 +16,7 @@ start=$(date +%s)
 DATA="${DEMO_DATA:-data/scenes}"
 BUNDLE=bundles/natural2d_segmentation
 overrides=("$@")
-first_run=1
-quiet() {  # MONAI's start-up notices, shown for the first bundle run only (see scripts/demo.sh)
-    if [ -n "$first_run" ]; then first_run=""; "$@"; return; fi
-    PYTHONWARNINGS="ignore:parsing config_file:UserWarning" "$@" 2>&1 | sed -u '/Not all config files are in/d'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/demo_lib.sh"
 [ -n "${DEMO_EPOCHS:-}" ] && overrides+=(--max_epochs "$DEMO_EPOCHS")
 steps=$([ -n "${DEMO_CERTIFY:-}" ] && echo 6 || echo 5)
 case "${DEMO_CERTIFY:-}" in ""|plain|denoised) ;; *) echo "DEMO_CERTIFY must be plain or denoised" >&2; exit 2;; esac

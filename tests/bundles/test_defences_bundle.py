@@ -124,6 +124,22 @@ def test_defences_run_unchanged_on_the_2d_bundle(tmp_path: Path, scenes: Path) -
     run_2d(bundle, scenes, distill, max_epochs=1, distill_temperature=5.0)
     run_2d(bundle, scenes, distill, max_epochs=1, distill_temperature=5.0, distill_stage="student")
     assert (bundle / "models" / "distill_T5" / "model.pt").is_file()
+    compare = (str(REPO / "configs" / "compare.json"),)
+    workflow = run_2d(bundle, scenes, compare, **{**QUICK_COMPARE, "compare_eps": [8 / 255], "compare_max_cases": 4})
+    comparison = workflow.parser.get_parsed_content("comparison")
+    names = [(m.name, m.temperature) for m in comparison.models]
+    assert names == [
+        ("baseline", 1.0),
+        ("adv_fast_eps0.0313725", 1.0),
+        ("distill_T5", 5.0),
+        ("distill_T5_teacher", 5.0),
+    ]
+    with (bundle / "eval" / "compare" / "report" / "statistics.csv").open() as f:
+        stats = list(csv.DictReader(f))
+    miou = [r for r in stats if r["region"] == "mIoU"]  # scored by IoU, with the per-image mIoU
+    assert (
+        miou and all(int(r["n"]) == 4 for r in miou) and {r["condition"] for r in miou} >= {"clean", "worst@0.0313725"}
+    )
 
 
 COMPARE = str(REPO / "configs" / "compare.json")

@@ -102,8 +102,10 @@ def plot_models(
     path: str | Path,
     metric: str = "dice",
 ) -> Path:
-    """Mean score per condition (x) and model (one colour each), with 95 % intervals; one panel per region."""
+    """Mean score per condition (x, clean first) and model (one colour each), with 95 % intervals; one panel per
+    region, one legend above them."""
     index = _summary_index(summary)
+    conditions = [CLEAN, *(c for c in conditions if c != CLEAN)]
     colours = matplotlib.colormaps["tab10"]
     fig = _new_figure(max(6.0, 0.55 * len(conditions) + 2.0), 2.8 * len(regions) + 0.6)
     axes = fig.subplots(len(regions), 1, squeeze=False, sharex=True)[:, 0]
@@ -128,8 +130,9 @@ def plot_models(
         ax.grid(alpha=0.3)
         if metric in ("dice", "iou"):
             ax.set_ylim(-0.02, 1.02)
-        if ax.has_data():
-            ax.legend(fontsize="small", loc="lower left", ncol=min(len(models), 4))
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside upper center", ncol=min(len(models), 5), fontsize="small")
     axes[-1].set_xticks(range(len(conditions)), list(conditions), rotation=40, ha="right")
     return _save(fig, path)
 
