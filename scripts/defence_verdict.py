@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.folder / "verdict.json").write_text(json.dumps(result, indent=2) + "\n")
     a, b = args.defended, args.other
     print(f"Does {a} beat {b}? Mean Dice per condition; paired two-sided Wilcoxon, Holm over the whole comparison")
-    print(f"{'':15}{'condition':<22}{'region':<7}{a[:11]:>11}{b[:11]:>11}{'Holm p':>10}  verdict")
+    print(f"{'':15}{'condition':<27}{'region':<7}{a[:11]:>11}{b[:11]:>11}{'Holm p':>10}  verdict")
     for family in ("clean", "seed", "masking-aware"):
         rows = [r for r in result["tests"] if r["family"] == family]
         for r in rows:
             says = f"{r['better']} better" if r["significant"] else "no significant difference"
             print(
-                f"{family:15}{r['condition']:<22}{r['region']:<7}{r[a]:>11.3f}{r[b]:>11.3f}{r['p_holm']:>10.3g}  {says}"
+                f"{family:15}{r['condition']:<27}{r['region']:<7}{r[a]:>11.3f}{r[b]:>11.3f}{r['p_holm']:>10.3g}  {says}"
             )
     for model, names in result["flagged"].items():
         print(f"self-checks flag {model}: {', '.join(names) if names else 'nothing'}")
