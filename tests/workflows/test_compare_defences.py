@@ -177,3 +177,67 @@ def test_the_distilled_students_raw_logit_attack_is_masked_and_flagged(compared:
     assert "temperature" not in {c.name for c in outcome["checks"]["baseline"]}  # T = 1: nothing to compare
     baseline = [r for r in outcome["rows"] if r["model"] == "baseline" and r["condition"] == f"pgd-T@{EPS:g}"]
     assert baseline and all(r["alias_of"] == f"pgd@{EPS:g}" for r in baseline)
+
+
+def test_the_same_on_2d_scenes_adversarial_training_lowers_the_miou_drop(tmp_path: Path) -> None:
+    """A 2-D UNet on 32-pixel scenes, fine-tuned by PGD-1 at 8/255 in [0, 1] pixel units; scored by per-image mIoU."""
+    from robustseg.data.natural import get_dataset
+    from robustseg.data.scenes import SceneConfig, SceneGenerator
+
+    scheme = get_dataset("scenes").label_scheme()
+    generator = SceneGenerator(SceneConfig(size=32), seed=0)
+    cases = []
+    for k in range(76):
+        image, label = generator.scene(k)
+        cases.append(
+            {
+                "image": torch.from_numpy(image).permute(2, 0, 1).float() / 255,
+                "label": torch.from_numpy(label.astype(np.int64))[None],
+                "case_id": f"scene{k:02d}",
+            }
+        )
+    train, test = cases[:56], cases[56:]
+    images, labels = torch.stack([c["image"] for c in train]), torch.stack([c["label"] for c in train])
+
+    def fit(net: nn.Module, steps: int, objective: Any, lr: float) -> nn.Module:
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        for step in range(steps):
+            batch = torch.randint(0, len(train), (8,), generator=torch.Generator().manual_seed(step))
+            net.train()
+            loss = lambda z, y: nn.functional.cross_entropy(z, y[:, 0], ignore_index=scheme.ignore_index)  # noqa: E731
+            value, _ = objective(net, _inferer, loss, images[batch], labels[batch], iteration=step)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        return net.eval()
+
+    def unet() -> nn.Module:
+        return UNet(2, 3, len(scheme.class_names), channels=(8, 16, 32), strides=(2, 2), num_res_units=1, norm="batch")
+
+    torch.manual_seed(0)
+    pixels = {"unit": "[0, 1] pixel units", "clip_min": 0.0, "clip_max": 1.0, "mask": "none"}
+    baseline = fit(unet(), 500, _plain, 5e-3)
+    adversarial = AdversarialTraining("pgd", eps=8 / 255, steps=1, scheme=scheme, seed=0, **pixels)
+    adv = fit(copy.deepcopy(baseline), 300, adversarial, 2e-3)
+    models = [f"baseline={_save(baseline, tmp_path / 'baseline')}", f"adv={_save(adv, tmp_path / 'adv', {})}"]
+    comparison = DefenceComparison(
+        unet(),
+        models,
+        _inferer,
+        test,
+        [{"name": "pgd", "steps": 3}],
+        [8 / 255],
+        tmp_path / "compare",
+        scheme=scheme,
+        metric="iou",
+        hd95=False,
+        num_examples=0,
+        margin_attacks=[],
+        empty_policy="ignore",
+        **pixels,
+    )
+    stats = comparison.run()["statistics"]
+    drop = _test(stats, measure="drop", condition="pgd@0.0313725", region="mIoU", model_a="baseline", model_b="adv")
+    assert drop["mean_a"] > drop["mean_b"] and drop["p_value"] < 0.02, drop
+    attacked = _test(stats, measure="score", condition="pgd@0.0313725", region="mIoU")
+    assert attacked["mean_b"] > attacked["mean_a"] and attacked["p_value"] < 0.01, attacked
