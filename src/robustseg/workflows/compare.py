@@ -167,6 +167,11 @@ def _with(spec: str | Mapping[str, Any], **params: Any) -> dict[str, Any]:
     return {**spec, **params}
 
 
+def _alias_kind(label: str) -> str:
+    """The kind of a reused condition: ``transfer-<attack>`` (the baseline's own attack) or ``<attack>-T``."""
+    return "transfer" if label.startswith("transfer-") else "attack"
+
+
 @dataclass
 class _Plan:
     """One model's conditions, its rows reused under other labels, and the (raw, scaled) pairs of its T attacks."""
@@ -373,9 +378,7 @@ class DefenceComparison:
         ordered = list(dict.fromkeys(labels))
         kinds = {c.label: c.kind for p in self.plans.values() for c in p.conditions}
         rank = {"attack": 0, "transfer": 1, "noise": 2}
-        ordered.sort(
-            key=lambda label: rank.get(kinds.get(label, "transfer" if label.startswith("transfer-") else "attack"), 0)
-        )
+        ordered.sort(key=lambda label: rank.get(kinds.get(label) or _alias_kind(label), len(rank)))
         worst = [f"{WORST}@{e:g}" for e in self.eps]
         return ordered + worst
 
@@ -454,7 +457,7 @@ class DefenceComparison:
         out = []
         for r in rows:
             for alias in by_source.get(str(r["condition"]), []):
-                kind = "transfer" if alias.startswith("transfer-") else "attack"
+                kind = _alias_kind(alias)
                 out.append(
                     {
                         **r,

@@ -30,6 +30,7 @@ from robustseg.evaluation.report.html import (
     write_html_page,
 )
 from robustseg.evaluation.report.rows import mean_interval
+from robustseg.evaluation.report.tables import _num, _p
 from robustseg.evaluation.selfchecks import SelfCheck
 
 __all__ = ["STATS_COLUMNS", "comparison_headline", "plot_models", "summary_rows", "write_comparison_report"]
@@ -55,16 +56,6 @@ STATS_COLUMNS = (
 
 def _ordered(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
     return list(dict.fromkeys(str(r[key]) for r in rows))
-
-
-def _num(value: Any, spec: str = ".3f") -> str:
-    v = float(value)
-    return "n/a" if math.isnan(v) else format(v, spec)
-
-
-def _p(value: Any) -> str:
-    v = float(value)
-    return "n/a" if math.isnan(v) else f"{v:.3g}"
 
 
 def summary_rows(rows: Sequence[Mapping[str, Any]], metric: str = "dice", seed: int = 0) -> list[dict[str, Any]]:
@@ -229,13 +220,14 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return path
 
 
-def _plain(value: Any) -> Any:
+def _json_ready(value: Any) -> Any:
+    """``value`` for ``json.dumps``: NaN and infinity as null, other objects as text."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_json_ready(v) for v in value]
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
@@ -271,7 +263,7 @@ def write_comparison_report(
         name: [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in cs] for name, cs in checks.items()
     }
     (out / "comparison.json").write_text(
-        json.dumps(_plain({"settings": settings, "statistics": list(stats), "checks": verdicts}), indent=2) + "\n"
+        json.dumps(_json_ready({"settings": settings, "statistics": list(stats), "checks": verdicts}), indent=2) + "\n"
     )
     figure = plot_models(summary, models, conditions, regions, out / f"models_{metric}.png", metric)
     index = _summary_index(summary)
