@@ -30,6 +30,7 @@ from robustseg.conditions import (
     noise_conditions,
 )
 from robustseg.errors import about
+from robustseg.evaluation.selfchecks import SelfCheck
 from robustseg.evaluation.statistics import small_sample_warning
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import RUN_FILE, recorded_run
@@ -229,12 +230,18 @@ def run_attack_audit(
             means.setdefault(name, []).append(r[sweep.metric])
         run.log_metrics({_metric_name(k): float(np.nanmean(v)) for k, v in means.items()}, step=0)
         run.log_metrics({"rows_reused": sweep.reused_rows, "cases_computed": sweep.computed_cases}, step=0)
-        verdicts: dict[str, bool] = {}
-        for check in outcome["checks"]:
-            verdicts[check.name] = verdicts.get(check.name, True) and check.passed
-        run.set_tags({f"selfcheck.{name}": "pass" if ok else "WARN" for name, ok in verdicts.items()})
+        run.set_tags(selfcheck_tags(outcome["checks"]))
         run.log_artifact(sweep.output_dir, "attack")
     return report
+
+
+def selfcheck_tags(checks: Sequence[SelfCheck], prefix: str = "selfcheck.") -> dict[str, str]:
+    """MLflow tags of self-check verdicts: ``<prefix><check>`` is ``pass``, or ``WARN`` when any check of that name
+    failed."""
+    verdicts: dict[str, bool] = {}
+    for check in checks:
+        verdicts[check.name] = verdicts.get(check.name, True) and check.passed
+    return {f"{prefix}{name}": "pass" if ok else "WARN" for name, ok in verdicts.items()}
 
 
 def _metric_name(name: str) -> str:

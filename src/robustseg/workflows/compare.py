@@ -50,7 +50,7 @@ from robustseg.evaluation.selfchecks import SelfCheck, check_temperature_scaling
 from robustseg.labels import BRATS, LabelScheme
 from robustseg.tracking import RUN_FILE, recorded_run
 from robustseg.workflows import distributed
-from robustseg.workflows.attack_sweep import _metric_name, check_budgets
+from robustseg.workflows.attack_sweep import _metric_name, check_budgets, selfcheck_tags
 from robustseg.workflows.defended_training import DEFENCE_FILE
 from robustseg.workflows.fingerprint import file_sha256
 from robustseg.workflows.provenance import provenance
@@ -549,12 +549,9 @@ def run_comparison(
         run.log_metrics(
             {_metric_name(k): float(np.nanmean(v)) for k, v in means.items() if not all(map(math.isnan, v))}, step=0
         )
-        tags = {}
+        tags: dict[str, str] = {}
         for name, checks in outcome["checks"].items():
-            verdicts: dict[str, bool] = {}
-            for check in checks:
-                verdicts[check.name] = verdicts.get(check.name, True) and check.passed
-            tags.update({f"selfcheck.{name}.{c}": "pass" if ok else "WARN" for c, ok in verdicts.items()})
+            tags.update(selfcheck_tags(checks, f"selfcheck.{name}."))
         run.set_tags(tags)
         run.log_artifact(comparison.output_dir, "compare")
     return report
