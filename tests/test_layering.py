@@ -17,6 +17,7 @@ CORE = (
     "data",
     "defenses",
     "evaluation",
+    "sensitivity",
     "labels.py",
     "checkpoints.py",
     "errors.py",

@@ -1,0 +1,38 @@
+"""Sensitivity-adaptive augmentation (seed 000), free of engines and trackers.
+
+- :mod:`~robustseg.sensitivity.features`: a model's own encoder features and their KID.
+- :mod:`~robustseg.sensitivity.curve`: the adaptive, monotone PCHIP sensitivity curve of one op.
+- :mod:`~robustseg.sensitivity.sampler`: (op, level) draws weighted towards the levels that cost the model most.
+
+Example:
+    >>> from robustseg.sensitivity import SensitivitySampler
+    >>> sampler = SensitivitySampler({"blur": [(0.2, 0.9), (0.5, 0.7), (0.8, 0.4)]}, jitter=0.0)
+    >>> [row["level"] for row in sampler.table()[1:]]  # the most damaging level first, with the most weight
+    [0.8, 0.5, 0.2]
+"""
+
+from __future__ import annotations
+
+from robustseg.sensitivity.curve import (
+    DEFAULT_TARGETS,
+    AdaptiveCurve,
+    SensitivityCurve,
+    SensitivityPoint,
+    adaptive_curve,
+    objective,
+)
+from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
+from robustseg.sensitivity.sampler import Draw, SensitivitySampler
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "AdaptiveCurve",
+    "Draw",
+    "EncoderFeatures",
+    "SensitivityCurve",
+    "SensitivityPoint",
+    "SensitivitySampler",
+    "adaptive_curve",
+    "kernel_inception_distance",
+    "objective",
+]
