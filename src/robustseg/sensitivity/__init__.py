@@ -2,6 +2,8 @@
 
 - :mod:`~robustseg.sensitivity.features`: a model's own encoder features and their KID.
 - :mod:`~robustseg.sensitivity.curve`: the adaptive, monotone PCHIP sensitivity curve of one op.
+- :mod:`~robustseg.sensitivity.perturbations`: the basis perturbations, batched in torch, and their MONAI
+  transforms (:mod:`~robustseg.sensitivity.transforms`).
 - :mod:`~robustseg.sensitivity.sampler`: (op, level) draws weighted towards the levels that cost the model most.
 
 Example:
@@ -22,11 +24,19 @@ from robustseg.sensitivity.curve import (
     objective,
 )
 from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
+from robustseg.sensitivity.perturbations import MRI_OPS, NATURAL_OPS, OPS, BasisOp, perturb
 from robustseg.sensitivity.sampler import Draw, SensitivitySampler
+from robustseg.sensitivity.transforms import BasisPerturbation, BasisPerturbationd
 
 __all__ = [
     "DEFAULT_TARGETS",
+    "MRI_OPS",
+    "NATURAL_OPS",
+    "OPS",
     "AdaptiveCurve",
+    "BasisOp",
+    "BasisPerturbation",
+    "BasisPerturbationd",
     "Draw",
     "EncoderFeatures",
     "SensitivityCurve",
@@ -35,4 +45,5 @@ __all__ = [
     "adaptive_curve",
     "kernel_inception_distance",
     "objective",
+    "perturb",
 ]

@@ -1,0 +1,351 @@
+"""Basis perturbations with a magnitude in [0, 1]: the seed's natural-image ops and MRI scanner physics.
+
+Every op acts on a batch ``(B, C, *spatial)`` in torch, on the device the batch is on, and is the identity at
+magnitude 0. Random parts (a shear's sign, a bias field's coefficients, noise) come from a generator seeded by the
+caller, so the same seed gives the same output. Geometric ops move the label with the image (nearest neighbour).
+
+Natural images (2-D, RGB in [0, 1]); the seed's factors, PIL's definitions:
+- ``brightness_up`` / ``brightness_down``: ``x * f``, f = 1 + m / 1 - 0.6 m;
+- ``colour_up`` / ``colour_down``: blend with the ITU-R 601 grey image, f = 1 + 2 m / 1 - 0.3 m;
+- ``contrast_up`` / ``contrast_down``: blend with the grey image's mean, f = 1 + m / 1 - 0.6 m;
+- ``sharpness_up`` / ``sharpness_down``: kornia's PIL-style sharpness, f = 1 + m / 1 - 0.6 m;
+- ``posterize``: keep 8 - round(7 m) bits (the seed's int((1 - m) 4) bits is not the identity at 0);
+- ``solarize``: invert values above 1 - m (kornia's solarize inverts at its threshold, so 0 would not be identity);
+- ``shear_x`` / ``shear_y`` (0.3 m), ``translate_x`` / ``translate_y`` (m W / 4, m H / 4), ``rotate`` (45 m degrees),
+  each of a seeded random sign, by kornia's warps; the label by nearest neighbour, ``label_fill`` outside;
+- ``blur``: MONAI's Gaussian filter, sigma 3 m pixels; ``noise``: Gaussian, std 0.2 m, clipped to [0, 1] (floats,
+  no uint8 wrap-around).
+
+MRI (2-D or 3-D, raw intensities, before normalisation; ``channels`` picks the sequences, default all):
+- ``bias_field``: ``x * exp(0.6 m p)``, p a seeded sum of Legendre products of degree <= 3 scaled to max |p| = 1;
+- ``rician``: ``sqrt((x + n1)^2 + n2^2)``, n1, n2 Gaussian of std 0.5 m times the channel's foreground std;
+- ``mri_blur``: MONAI's Gaussian filter, sigma 2 m voxels;
+- ``gamma_up`` / ``gamma_down``: per-channel min-max rescaled, raised to 1 + 2 m / 1 - 0.7 m, rescaled back;
+- ``gibbs``: k-space truncated to frequencies within (1 - 0.8 m) / 2 of the band on every axis (ringing);
+- ``spike``: a k-space spike per channel at a seeded off-centre frequency and its mirror, each 0.05 m |DC|;
+- ``ghosting``: every 4th k-space line of the first axis (the centre line kept) scaled by 1 - 2.5 m;
+- ``low_resolution``: area-downsampled by 1 + 3 m, then linearly upsampled back.
+Fourier ops use torch's batched FFT and keep the magnitude image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from kornia.enhance import sharpness
+from kornia.geometry.transform import warp_affine
+from monai.networks.layers import GaussianFilter
+from numpy.polynomial import legendre
+
+__all__ = ["MRI_OPS", "NATURAL_OPS", "OPS", "BasisOp", "perturb"]
+
+Label = torch.Tensor | None
+Channels = Sequence[int] | None
+Apply = Callable[[torch.Tensor, Label, float, torch.Generator, int, Channels], tuple[torch.Tensor, Label]]
+
+
+@dataclass(frozen=True)
+class BasisOp:
+    """One basis perturbation: its name, domain (``natural`` or ``mri``), spatial dims and whether it moves voxels."""
+
+    name: str
+    domain: str
+    dims: tuple[int, ...]
+    geometric: bool
+    apply: Apply
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, *([1] * (x.ndim - 2)))
+    return (x * weights).sum(1, keepdim=True) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+
+
+def _blend(x: torch.Tensor, base: torch.Tensor, factor: float) -> torch.Tensor:
+    return (base + factor * (x - base)).clamp(0.0, 1.0)
+
+
+def _photometric(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> Apply:
+    def apply(
+        x: torch.Tensor, label: Label, m: float, _g: torch.Generator, _fill: int, _c: Channels
+    ) -> tuple[torch.Tensor, Label]:
+        return fn(x, m), label
+
+    return apply
+
+
+def _posterize(x: torch.Tensor, m: float) -> torch.Tensor:
+    shift = 8 - (8 - round(7 * m))
+    levels = torch.floor(x.clamp(0, 1) * 255 + 0.5).to(torch.int32)
+    return ((levels >> shift) << shift).to(x.dtype) / 255
+
+
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    return GaussianFilter(x.ndim - 2, sigma).to(x.device)(x)
+
+
+def _signs(n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 2, (n,), generator=g).double() * 2 - 1
+
+
+def _warp(x: torch.Tensor, label: Label, matrices: torch.Tensor, fill: int) -> tuple[torch.Tensor, Label]:
+    size = (x.shape[-2], x.shape[-1])
+    moved = warp_affine(x, matrices.to(x), size, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if label is None:
+        return moved, None
+    shifted = label.to(torch.float64) - fill  # nearest neighbour; outside the image becomes the fill value
+    warped = warp_affine(shifted, matrices.to(shifted), size, mode="nearest", padding_mode="zeros", align_corners=True)
+    return moved, (warped + fill).round().to(label.dtype)
+
+
+def _about_centre(x: torch.Tensor, linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) matrices of ``p -> linear (p - c) + c + offset`` in kornia's (x, y) pixel coordinates."""
+    h, w = x.shape[-2:]
+    centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64)
+    translation = centre + offset - linear @ centre
+    return torch.cat([linear, translation.unsqueeze(-1)], dim=-1)
+
+
+def _geometric(kind: str) -> Apply:
+    def apply(
+        x: torch.Tensor, label: Label, m: float, g: torch.Generator, fill: int, _c: Channels
+    ) -> tuple[torch.Tensor, Label]:
+        b = x.shape[0]
+        s = _signs(b, g)
+        eye = torch.eye(2, dtype=torch.float64).expand(b, 2, 2).clone()
+        offset = torch.zeros(b, 2, dtype=torch.float64)
+        if kind == "shear_x":
+            eye[:, 0, 1] = 0.3 * m * s
+        elif kind == "shear_y":
+            eye[:, 1, 0] = 0.3 * m * s
+        elif kind == "translate_x":
+            offset[:, 0] = m * x.shape[-1] / 4 * s
+        elif kind == "translate_y":
+            offset[:, 1] = m * x.shape[-2] / 4 * s
+        else:
+            angle = torch.deg2rad(45 * m * s)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            eye = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        return _warp(x, label, _about_centre(x, eye, offset), fill)
+
+    return apply
+
+
+def _noise(
+    x: torch.Tensor, label: Label, m: float, g: torch.Generator, _fill: int, _c: Channels
+) -> tuple[torch.Tensor, Label]:
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x)
+    return (x + 0.2 * m * noise).clamp(0.0, 1.0), label
+
+
+def _on_channels(fn: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]) -> Apply:
+    """An MRI op on the chosen channels (all when ``channels`` is None); the label stays as it is."""
+
+    def apply(
+        x: torch.Tensor, label: Label, m: float, g: torch.Generator, _fill: int, channels: Channels
+    ) -> tuple[torch.Tensor, Label]:
+        chosen = list(range(x.shape[1])) if channels is None else list(channels)
+        if any(not 0 <= c < x.shape[1] for c in chosen):
+            raise ValueError(f"channels {chosen} outside the image's {x.shape[1]} channels")
+        out = x.clone()
+        out[:, chosen] = fn(x[:, chosen], m, g).to(x.dtype)
+        return out, label
+
+    return apply
+
+
+def _bias_field(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
+    spatial = x.shape[2:]
+    grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in spatial], indexing="ij")
+    field = np.zeros((x.shape[0], x.shape[1], *spatial))
+    degrees = [d for d in np.ndindex(*(4,) * len(spatial)) if 0 < sum(d) <= 3]
+    coefficients = torch.rand((x.shape[0], x.shape[1], len(degrees)), generator=g, dtype=torch.float64) * 2 - 1
+    for k, degree in enumerate(degrees):
+        term = np.ones(spatial)
+        for axis, order in enumerate(degree):
+            term = term * legendre.legval(grids[axis], [0] * order + [1])
+        field += coefficients[..., k].numpy()[(...,) + (None,) * len(spatial)] * term
+    peak = np.abs(field).reshape(*field.shape[:2], -1).max(-1)[(...,) + (None,) * len(spatial)]
+    log_field = torch.from_numpy(0.6 * m * field / np.maximum(peak, 1e-12)).to(x.device)
+    return x * torch.exp(log_field).to(x.dtype)
+
+
+def _foreground_std(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(2)
+    inside = flat != 0
+    count = inside.sum(-1).clamp(min=2)
+    mean = (flat * inside).sum(-1) / count
+    var = (((flat - mean.unsqueeze(-1)) * inside) ** 2).sum(-1) / (count - 1)
+    return var.sqrt().view(*x.shape[:2], *([1] * (x.ndim - 2)))
+
+
+def _rician(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
+    std = 0.5 * m * _foreground_std(x)
+    n1 = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x) * std
+    n2 = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x) * std
+    return torch.sqrt((x + n1) ** 2 + n2**2)
+
+
+def _channel_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.flatten(2)
+    shape = (*x.shape[:2], *([1] * (x.ndim - 2)))
+    return flat.min(-1).values.view(shape), flat.max(-1).values.view(shape)
+
+
+def _gamma(gamma_of: Callable[[float], float]) -> Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]:
+    def fn(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
+        lo, hi = _channel_range(x)
+        span = (hi - lo).clamp(min=1e-12)
+        return ((x - lo) / span).clamp(0, 1) ** gamma_of(m) * span + lo
+
+    return fn
+
+
+def _spatial_axes(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(range(2, x.ndim))
+
+
+def _gibbs(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
+    axes = _spatial_axes(x)
+    k = torch.fft.fftshift(torch.fft.fftn(x, dim=axes), dim=axes)
+    keep = 1.0 - 0.8 * m
+    mask = torch.ones(x.shape[2:], dtype=torch.bool, device=x.device)
+    for i, n in enumerate(x.shape[2:]):
+        half = max(1, math.floor(n * keep / 2))  # |frequency| <= half: symmetric, so the image stays real
+        inside = (torch.arange(n, device=x.device) - n // 2).abs() <= half
+        mask &= inside.view(*([1] * i), n, *([1] * (x.ndim - 3 - i)))
+    k = torch.where(mask, k, torch.zeros((), dtype=k.dtype, device=k.device))
+    return torch.fft.ifftn(torch.fft.ifftshift(k, dim=axes), dim=axes).abs()
+
+
+def _spike(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
+    axes = _spatial_axes(x)
+    k = torch.fft.fftn(x, dim=axes)
+    dc = k.flatten(2)[..., 0].abs()
+    for b in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            # a frequency between 1/8 and 1/4 of the band on every axis (off centre, inside the spectrum), and its
+            # mirror, so that the image stays real: a grating of 0.1 m of the mean intensity
+            where = tuple(int(torch.randint(max(1, n // 8), max(2, n // 4), (1,), generator=g)) for n in x.shape[2:])
+            mirror = tuple(-i % n for i, n in zip(where, x.shape[2:], strict=True))
+            k[(b, c, *where)] += 0.05 * m * dc[b, c]
+            k[(b, c, *mirror)] += 0.05 * m * dc[b, c]
+    return torch.fft.ifftn(k, dim=axes).abs()
+
+
+GHOST_SPACING = 4
+
+
+def _ghosting(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
+    axes = _spatial_axes(x)
+    k = torch.fft.fftshift(torch.fft.fftn(x, dim=axes), dim=axes)
+    n = x.shape[2]
+    lines = torch.ones(n, dtype=torch.float64, device=x.device)
+    lines[(torch.arange(n, device=x.device) - n // 2) % GHOST_SPACING == 0] = 1.0 - 2.5 * m
+    lines[n // 2] = 1.0  # the centre line holds the image's contrast
+    k = k * lines.view(n, *([1] * (x.ndim - 3))).to(k.dtype)
+    return torch.fft.ifftn(torch.fft.ifftshift(k, dim=axes), dim=axes).abs()
+
+
+def _low_resolution(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
+    factor = 1.0 + 3.0 * m
+    small = [max(1, round(n / factor)) for n in x.shape[2:]]
+    mode = "bilinear" if x.ndim == 4 else "trilinear"
+    down = F.interpolate(x, size=small, mode="area")
+    return F.interpolate(down, size=x.shape[2:], mode=mode, align_corners=False)
+
+
+def _natural(name: str, apply: Apply, geometric: bool = False) -> BasisOp:
+    return BasisOp(name, "natural", (2,), geometric, apply)
+
+
+def _mri(name: str, fn: Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]) -> BasisOp:
+    return BasisOp(name, "mri", (2, 3), False, _on_channels(fn))
+
+
+NATURAL_OPS: dict[str, BasisOp] = {
+    op.name: op
+    for op in (
+        _natural("brightness_up", _photometric(lambda x, m: (x * (1 + m)).clamp(0, 1))),
+        _natural("brightness_down", _photometric(lambda x, m: (x * (1 - 0.6 * m)).clamp(0, 1))),
+        _natural("colour_up", _photometric(lambda x, m: _blend(x, _grey(x), 1 + 2 * m))),
+        _natural("colour_down", _photometric(lambda x, m: _blend(x, _grey(x), 1 - 0.3 * m))),
+        _natural(
+            "contrast_up", _photometric(lambda x, m: _blend(x, _grey(x).flatten(1).mean(1).view(-1, 1, 1, 1), 1 + m))
+        ),
+        _natural(
+            "contrast_down",
+            _photometric(lambda x, m: _blend(x, _grey(x).flatten(1).mean(1).view(-1, 1, 1, 1), 1 - 0.6 * m)),
+        ),
+        _natural("sharpness_up", _photometric(lambda x, m: sharpness(x, 1 + m))),
+        _natural("sharpness_down", _photometric(lambda x, m: sharpness(x, 1 - 0.6 * m))),
+        _natural("posterize", _photometric(_posterize)),
+        _natural("solarize", _photometric(lambda x, m: torch.where(x > 1 - m, 1 - x, x))),
+        _natural("shear_x", _geometric("shear_x"), geometric=True),
+        _natural("shear_y", _geometric("shear_y"), geometric=True),
+        _natural("translate_x", _geometric("translate_x"), geometric=True),
+        _natural("translate_y", _geometric("translate_y"), geometric=True),
+        _natural("rotate", _geometric("rotate"), geometric=True),
+        _natural("blur", _photometric(lambda x, m: _gaussian(x, 3 * m))),
+        _natural("noise", _noise),
+    )
+}
+
+MRI_OPS: dict[str, BasisOp] = {
+    op.name: op
+    for op in (
+        _mri("bias_field", _bias_field),
+        _mri("rician", _rician),
+        _mri("mri_blur", lambda x, m, _g: _gaussian(x, 2 * m)),
+        _mri("gamma_up", _gamma(lambda m: 1 + 2 * m)),
+        _mri("gamma_down", _gamma(lambda m: 1 - 0.7 * m)),
+        _mri("gibbs", _gibbs),
+        _mri("spike", _spike),
+        _mri("ghosting", _ghosting),
+        _mri("low_resolution", _low_resolution),
+    )
+}
+
+OPS: dict[str, BasisOp] = {**NATURAL_OPS, **MRI_OPS}
+
+
+def perturb(
+    image: torch.Tensor,
+    label: torch.Tensor | None,
+    op: str,
+    magnitude: float,
+    *,
+    seed: int = 0,
+    label_fill: int = 0,
+    channels: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``op`` at ``magnitude`` on a batch ``(B, C, *spatial)`` (and its label ``(B, 1, *spatial)``, moved alike).
+
+    Args:
+        seed: seeds the op's random parts.
+        label_fill: the label of voxels a geometric op brings in from outside the image (e.g. 255 for VOC's void).
+        channels: the sequences an MRI op acts on (default all); ignored by natural-image ops.
+
+    Raises:
+        KeyError: an unknown op, with the known ones. ValueError: a magnitude outside [0, 1], or a batch of a shape
+        the op does not take.
+    """
+    if op not in OPS:
+        raise KeyError(f"unknown basis perturbation {op!r}; known: {sorted(OPS)}")
+    basis = OPS[op]
+    if not 0.0 <= magnitude <= 1.0 or math.isnan(magnitude):
+        raise ValueError(f"the magnitude of {op!r} must be in [0, 1], got {magnitude}")
+    if image.ndim - 2 not in basis.dims:
+        raise ValueError(f"{op!r} takes {basis.dims}-D batches (B, C, *spatial), got shape {tuple(image.shape)}")
+    if basis.domain == "natural" and image.shape[1] not in (1, 3):
+        raise ValueError(f"{op!r} takes 1- or 3-channel images in [0, 1], got {image.shape[1]} channels")
+    if label is not None and (label.shape[0] != image.shape[0] or label.shape[2:] != image.shape[2:]):
+        raise ValueError(f"label {tuple(label.shape)} does not match image {tuple(image.shape)}")
+    if magnitude == 0.0:
+        return image.clone(), None if label is None else label.clone()
+    generator = torch.Generator().manual_seed(seed)
+    return basis.apply(image, label, float(magnitude), generator, label_fill, channels)
