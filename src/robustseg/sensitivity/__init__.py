@@ -4,6 +4,7 @@
 - :mod:`~robustseg.sensitivity.curve`: the adaptive, monotone PCHIP sensitivity curve of one op.
 - :mod:`~robustseg.sensitivity.perturbations`: the basis perturbations, batched in torch, and their MONAI
   transforms (:mod:`~robustseg.sensitivity.transforms`).
+- :mod:`~robustseg.sensitivity.analysis`: one op's adaptive analysis of a trained model, cached per (checkpoint, op).
 - :mod:`~robustseg.sensitivity.sampler`: (op, level) draws weighted towards the levels that cost the model most.
 
 Example:
