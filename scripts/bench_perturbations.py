@@ -1,0 +1,129 @@
+"""Cost of every basis perturbation over one forward pass of the bundle's network on the same case (JSON).
+
+Target (issue "Sensitivity-adaptive augmentation"): each op at most 0.2 x one forward pass. MRI ops are timed on a
+phantom case at the demo's spacing (4 sequences) against the 3-D bundle's CPU demo UNet on that case; natural-image
+ops on a scene of the 2-D demo's crop size against the 2-D bundle's demo UNet. Each op is timed interleaved with
+the forward pass in one process (``repeats`` rounds, medians), at magnitude 0.5. ``--device cuda`` times on a GPU.
+
+    python scripts/bench_perturbations.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.bundle import ConfigParser
+
+from robustseg.data.phantom import PhantomConfig, generate_case
+from robustseg.data.scenes import SceneConfig, SceneGenerator
+from robustseg.sensitivity import MRI_OPS, NATURAL_OPS, perturb
+
+REPO = Path(__file__).resolve().parents[1]
+BRATS = REPO / "bundles" / "brats_unet3d" / "configs"
+NATURAL = REPO / "bundles" / "natural2d_segmentation" / "configs"
+TARGET = 0.2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians reported)")
+    parser.add_argument("--spacing", type=float, default=3.0, help="phantom spacing in mm (the demos use 3)")
+    parser.add_argument("--size", type=int, default=None, help="scene side (default: the 2-D demo's crop size)")
+    parser.add_argument("--magnitude", type=float, default=0.5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ops", nargs="*", default=None, help="a subset of ops (default all)")
+    return parser
+
+
+def _network(files: list[Path], device: torch.device) -> tuple[torch.nn.Module, ConfigParser]:
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    return parser.get_parsed_content("network_def").to(device).eval(), parser
+
+
+def _time(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _ratios(
+    forward: Callable[[], Any],
+    image: torch.Tensor,
+    label: torch.Tensor,
+    ops: list[str],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {}
+    with torch.no_grad():
+        forward()
+        for op in ops:
+            perturb(image, label, op, args.magnitude)  # warm-up
+            pairs = [
+                (_time(forward, device), _time(lambda o=op: perturb(image, label, o, args.magnitude), device))
+                for _ in range(args.repeats)
+            ]
+            base = statistics.median(p[0] for p in pairs)
+            cost = statistics.median(p[1] for p in pairs)
+            rows[op] = {"op_ms": 1e3 * cost, "forward_ms": 1e3 * base, "ratio": cost / base}
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    chosen = set(args.ops) if args.ops else None
+    torch.set_grad_enabled(False)
+
+    net3d, _ = _network([BRATS / "train.json", REPO / "configs" / "cpu_demo.json"], device)
+    case = generate_case(0, seed=0, config=PhantomConfig(spacing=args.spacing))
+    volume = torch.as_tensor(case["image"], dtype=torch.float32)[None].to(device)
+    pad = [p for s in reversed(volume.shape[2:]) for p in (0, (-s) % 8)]
+    volume = F.pad(volume, pad)
+    label3d = torch.zeros((1, 1, *volume.shape[2:]), dtype=torch.long, device=device)
+    mri = [op for op in MRI_OPS if chosen is None or op in chosen]
+    mri_rows = _ratios(lambda: net3d(volume), volume, label3d, mri, args, device)
+
+    net2d, parser2d = _network([NATURAL / "train.json", NATURAL / "cpu_demo.json"], device)
+    size = args.size or int(parser2d.get_parsed_content("crop_size")[0])
+    rgb, classes = SceneGenerator(SceneConfig(size=size), seed=0).scene(0)
+    image = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)[None].to(device)
+    label2d = torch.from_numpy(classes).long()[None, None].to(device)
+    natural = [op for op in NATURAL_OPS if chosen is None or op in chosen]
+    natural_rows = _ratios(lambda: net2d(image), image, label2d, natural, args, device)
+
+    every = {**mri_rows, **natural_rows}
+    return {
+        "device": str(device),
+        "platform": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "magnitude": args.magnitude,
+        "mri_case": list(volume.shape),
+        "natural_case": list(image.shape),
+        "target_ratio": TARGET,
+        "mri": mri_rows,
+        "natural": natural_rows,
+        "over_target": sorted(op for op, row in every.items() if row["ratio"] > TARGET),
+        "meets_target": all(row["ratio"] <= TARGET for row in every.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(json.dumps(run(build_parser().parse_args(argv)), indent=1))
+
+
+if __name__ == "__main__":
+    main()

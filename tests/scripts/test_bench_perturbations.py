@@ -1,0 +1,23 @@
+"""Smoke test of scripts/bench_perturbations.py: a few ops print the expected JSON (not a timing test)."""
+
+from __future__ import annotations
+
+import json
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_perturbations.py"
+
+
+def test_a_few_ops_print_costs_against_the_forward_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(SCRIPT))["main"]
+    main(["--repeats", "1", "--spacing", "6", "--size", "64", "--ops", "ghosting", "rotate"])
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["mri"]) == {"ghosting"} and set(report["natural"]) == {"rotate"}
+    assert report["natural_case"] == [1, 3, 64, 64] and report["mri_case"][:2] == [1, 4]
+    rows = [*report["mri"].values(), *report["natural"].values()]
+    assert all(math.isfinite(r["ratio"]) and r["ratio"] == pytest.approx(r["op_ms"] / r["forward_ms"]) for r in rows)
+    assert report["meets_target"] == (not report["over_target"])
