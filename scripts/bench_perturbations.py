@@ -86,7 +86,6 @@ def _ratios(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     chosen = set(args.ops) if args.ops else None
-    torch.set_grad_enabled(False)
 
     net3d, _ = _network([BRATS / "train.json", REPO / "configs" / "cpu_demo.json"], device)
     case = generate_case(0, seed=0, config=PhantomConfig(spacing=args.spacing))
