@@ -22,7 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustseg.sensitivity.curve import DEFAULT_TARGETS, AdaptiveCurve, SensitivityPoint, adaptive_curve
+from robustseg.sensitivity.curve import (
+    DEFAULT_TARGETS,
+    AdaptiveCurve,
+    SensitivityCurve,
+    SensitivityPoint,
+    adaptive_curve,
+)
 from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
 from robustseg.sensitivity.perturbations import perturb
 
@@ -50,8 +56,6 @@ class OpAnalysis:
 
     @staticmethod
     def from_dict(record: dict[str, Any]) -> OpAnalysis:
-        from robustseg.sensitivity.curve import SensitivityCurve
-
         points = tuple(SensitivityPoint(**p) for p in record["points"])
         curve = AdaptiveCurve(
             SensitivityCurve(points),

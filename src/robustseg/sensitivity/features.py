@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -63,10 +62,6 @@ class EncoderFeatures:
         if not taken:
             raise RuntimeError(f"layer {self.layer!r} did not run in the network's forward pass")
         return taken[0].float()
-
-    def batches(self, batches: Iterator[torch.Tensor]) -> torch.Tensor:
-        """Features of several batches, concatenated."""
-        return torch.cat([self(b) for b in batches])
 
 
 def kernel_inception_distance(
