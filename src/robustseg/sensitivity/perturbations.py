@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MRI_OPS", "NATURAL_OPS", "OPS", "BasisOp", "perturb"]
+__all__ = ["MRI_OPS", "NATURAL_OPS", "OPS", "BasisOp", "check_request", "perturb"]
 
 Label = torch.Tensor | None
 Channels = Sequence[int] | None
@@ -345,6 +345,15 @@ MRI_OPS: dict[str, BasisOp] = {
 OPS: dict[str, BasisOp] = {**NATURAL_OPS, **MRI_OPS}
 
 
+def check_request(op: str, magnitude: float) -> BasisOp:
+    """The op of that name, if ``magnitude`` is in [0, 1]. Raises KeyError (with the known ops) or ValueError."""
+    if op not in OPS:
+        raise KeyError(f"unknown basis perturbation {op!r}; known: {sorted(OPS)}")
+    if not 0.0 <= magnitude <= 1.0 or math.isnan(magnitude):
+        raise ValueError(f"the magnitude of {op!r} must be in [0, 1], got {magnitude}")
+    return OPS[op]
+
+
 def perturb(
     image: torch.Tensor,
     label: torch.Tensor | None,
@@ -366,11 +375,7 @@ def perturb(
         KeyError: an unknown op, with the known ones. ValueError: a magnitude outside [0, 1], or a batch of a shape
         the op does not take.
     """
-    if op not in OPS:
-        raise KeyError(f"unknown basis perturbation {op!r}; known: {sorted(OPS)}")
-    basis = OPS[op]
-    if not 0.0 <= magnitude <= 1.0 or math.isnan(magnitude):
-        raise ValueError(f"the magnitude of {op!r} must be in [0, 1], got {magnitude}")
+    basis = check_request(op, magnitude)
     if image.ndim - 2 not in basis.dims:
         raise ValueError(f"{op!r} takes {basis.dims}-D batches (B, C, *spatial), got shape {tuple(image.shape)}")
     if basis.domain == "natural" and image.shape[1] not in (1, 3):

@@ -14,23 +14,16 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor, ensure_tuple
 
-from robustseg.sensitivity.perturbations import OPS, perturb
+from robustseg.sensitivity.perturbations import OPS, check_request, perturb
 
 __all__ = ["BasisPerturbation", "BasisPerturbationd"]
-
-
-def _check(op: str, magnitude: float) -> None:
-    if op not in OPS:
-        raise KeyError(f"unknown basis perturbation {op!r}; known: {sorted(OPS)}")
-    if not 0.0 <= magnitude <= 1.0:
-        raise ValueError(f"the magnitude of {op!r} must be in [0, 1], got {magnitude}")
 
 
 class BasisPerturbation(Transform):
     """``op`` at ``magnitude`` on one channel-first image, seeded by ``seed``."""
 
     def __init__(self, op: str, magnitude: float, seed: int = 0, channels: Sequence[int] | None = None) -> None:
-        _check(op, magnitude)
+        check_request(op, magnitude)
         self.op, self.magnitude, self.seed, self.channels = op, magnitude, seed, channels
 
     def __call__(self, img: Any) -> Any:
@@ -54,7 +47,7 @@ class BasisPerturbationd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        _check(op, magnitude)
+        check_request(op, magnitude)
         self.label_keys: list[Hashable] = list(ensure_tuple(label_keys))
         self.op, self.magnitude, self.seed, self.label_fill, self.channels = op, magnitude, seed, label_fill, channels
 
