@@ -18,6 +18,7 @@ CORE = (
     "defenses",
     "evaluation",
     "sensitivity",
+    "corruptions",
     "labels.py",
     "checkpoints.py",
     "errors.py",

@@ -86,7 +86,7 @@ def _posterize(x: torch.Tensor, m: float) -> torch.Tensor:
     return ((levels >> shift) << shift).to(x.dtype) / 255
 
 
-def _gaussian(x: torch.Tensor, sigma: float, padding: str = "reflect") -> torch.Tensor:
+def gaussian(x: torch.Tensor, sigma: float, padding: str = "reflect") -> torch.Tensor:
     """Separable Gaussian blur of every spatial axis (taps to 3 sigma) as weighted sums of shifted views.
 
     Measured on the demo's cases: 4x faster than depthwise convolutions (and MONAI's GaussianFilter) on CPU.
@@ -185,7 +185,7 @@ def _on_channels(fn: Callable[[torch.Tensor, float, torch.Generator], torch.Tens
     return apply
 
 
-def _legendre_basis(n: int, x: torch.Tensor) -> torch.Tensor:
+def legendre_basis(n: int, x: torch.Tensor) -> torch.Tensor:
     """Legendre polynomials P_0 .. P_3 on ``n`` points of [-1, 1]: ``(4, n)``."""
     t = torch.linspace(-1, 1, n, dtype=torch.float64, device=x.device)
     return torch.stack([torch.ones_like(t), t, (3 * t**2 - 1) / 2, (5 * t**3 - 3 * t) / 2])
@@ -197,7 +197,7 @@ def _bias_field(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
     coefficients = torch.rand((x.shape[0], x.shape[1], *(4,) * dims), generator=g, dtype=torch.float64) * 2 - 1
     orders = torch.stack(torch.meshgrid(*[torch.arange(4)] * dims, indexing="ij")).sum(0)
     coefficients = coefficients * ((orders > 0) & (orders <= 3)).double()  # degree 1 .. 3 products
-    bases = [_legendre_basis(n, x) for n in spatial]
+    bases = [legendre_basis(n, x) for n in spatial]
     letters = "ijk"[:dims]
     axes = "xyz"[:dims]
     equation = f"bc{letters}," + ",".join(f"{i}{a}" for i, a in zip(letters, axes, strict=True)) + f"->bc{axes}"
@@ -206,7 +206,7 @@ def _bias_field(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
     return x * torch.exp((0.6 * m) * field / peak).to(x.dtype)
 
 
-def _foreground_std(x: torch.Tensor) -> torch.Tensor:
+def foreground_std(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(2)
     inside = flat != 0
     count = inside.sum(-1).clamp(min=2)
@@ -216,7 +216,7 @@ def _foreground_std(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rician(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
-    std = 0.5 * m * _foreground_std(x)
+    std = 0.5 * m * foreground_std(x)
     noise = torch.randn((2, *x.shape), generator=g, dtype=x.dtype).to(x.device) * std
     return torch.hypot(x + noise[0], noise[1])
 
@@ -236,11 +236,11 @@ def _gamma(gamma_of: Callable[[float], float]) -> Callable[[torch.Tensor, float,
     return fn
 
 
-def _spatial_axes(x: torch.Tensor) -> tuple[int, ...]:
+def spatial_axes(x: torch.Tensor) -> tuple[int, ...]:
     return tuple(range(2, x.ndim))
 
 
-def _frequencies(x: torch.Tensor, axis: int, onesided: bool = False) -> torch.Tensor:
+def frequencies(x: torch.Tensor, axis: int, onesided: bool = False) -> torch.Tensor:
     """Integer frequencies of spatial ``axis`` in FFT order (one-sided on the last axis of an rfft), broadcastable."""
     n = x.shape[axis]
     f = torch.fft.rfftfreq(n, 1 / n) if onesided else torch.fft.fftfreq(n, 1 / n)
@@ -250,18 +250,18 @@ def _frequencies(x: torch.Tensor, axis: int, onesided: bool = False) -> torch.Te
 
 
 def _gibbs(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
-    axes = _spatial_axes(x)
+    axes = spatial_axes(x)
     k = torch.fft.rfftn(x, dim=axes)
     keep = 1.0 - 0.8 * m
     mask = torch.ones(k.shape[2:], dtype=torch.bool, device=x.device)
     for axis in axes:
         half = max(1, math.floor(x.shape[axis] * keep / 2))  # |frequency| <= half: the image stays real
-        mask = mask & (_frequencies(x, axis, onesided=axis == axes[-1]).abs() <= half)
+        mask = mask & (frequencies(x, axis, onesided=axis == axes[-1]).abs() <= half)
     return torch.fft.irfftn(k * mask, s=x.shape[2:], dim=axes).abs()
 
 
 def _spike(x: torch.Tensor, m: float, g: torch.Generator) -> torch.Tensor:
-    axes = _spatial_axes(x)
+    axes = spatial_axes(x)
     k = torch.fft.rfftn(x, dim=axes)  # one-sided: a spike here is a spike and its mirror, so the image stays real
     dc = k.flatten(2)[..., 0].abs()
     for b in range(x.shape[0]):
@@ -276,9 +276,9 @@ GHOST_SPACING = 4
 
 
 def _ghosting(x: torch.Tensor, m: float, _g: torch.Generator) -> torch.Tensor:
-    axes = _spatial_axes(x)
+    axes = spatial_axes(x)
     k = torch.fft.rfftn(x, dim=axes)
-    f = _frequencies(x, 2, onesided=len(axes) == 1)
+    f = frequencies(x, 2, onesided=len(axes) == 1)
     lines = torch.where((f % GHOST_SPACING == 0) & (f != 0), 1.0 - 2.5 * m, 1.0)  # the centre line holds the contrast
     return torch.fft.irfftn(k * lines.to(k.dtype), s=x.shape[2:], dim=axes).abs()
 
@@ -322,7 +322,7 @@ NATURAL_OPS: dict[str, BasisOp] = {
         _natural("translate_x", _geometric("translate_x"), geometric=True),
         _natural("translate_y", _geometric("translate_y"), geometric=True),
         _natural("rotate", _geometric("rotate"), geometric=True),
-        _natural("blur", _photometric(lambda x, m: _gaussian(x, 3 * m))),
+        _natural("blur", _photometric(lambda x, m: gaussian(x, 3 * m))),
         _natural("noise", _noise),
     )
 }
@@ -332,7 +332,7 @@ MRI_OPS: dict[str, BasisOp] = {
     for op in (
         _mri("bias_field", _bias_field),
         _mri("rician", _rician),
-        _mri("mri_blur", lambda x, m, _g: _gaussian(x, 2 * m, padding="zeros")),
+        _mri("mri_blur", lambda x, m, _g: gaussian(x, 2 * m, padding="zeros")),
         _mri("gamma_up", _gamma(lambda m: 1 + 2 * m)),
         _mri("gamma_down", _gamma(lambda m: 1 - 0.7 * m)),
         _mri("gibbs", _gibbs),

@@ -1,0 +1,182 @@
+"""The two corruption benchmarks: BraTS-C for MRI and common corruptions of natural images, and ``corrupt``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from robustseg.corruptions import mri, natural
+from robustseg.corruptions.base import Corruption, Setting
+
+__all__ = ["BENCHMARKS", "BRATS_C", "CORRUPTIONS", "NATURAL_C", "brain_mask", "corrupt", "get_corruption"]
+
+
+def _ladder(**steps: Sequence[float]) -> tuple[dict[str, float], ...]:
+    names = list(steps)
+    return tuple({n: float(steps[n][s]) for n in names} for s in range(5))
+
+
+def _linear(first: float, last: float) -> list[float]:
+    return [first + (last - first) * i / 4 for i in range(5)]
+
+
+BRATS_C: dict[str, Corruption] = {
+    c.name: c
+    for c in (
+        Corruption(
+            "bias_field",
+            "mri",
+            _ladder(coefficient=_linear(0.3, 1.5)),
+            mri.bias_field,
+            True,
+            about="smooth multiplicative intensity field (Legendre, degree <= 3)",
+        ),
+        Corruption(
+            "rician_noise",
+            "mri",
+            _ladder(std=_linear(0.16, 0.8)),
+            mri.rician_noise,
+            True,
+            about="magnitude noise of std s x the channel's foreground std",
+        ),
+        Corruption(
+            "smoothing",
+            "mri",
+            _ladder(sigma_mm=_linear(0.8, 4.0)),
+            mri.gaussian_smoothing,
+            True,
+            about="Gaussian blur, std in mm",
+        ),
+        Corruption(
+            "contrast_compression",
+            "mri",
+            _ladder(gamma=_linear(0.86, 0.30)),
+            mri.contrast_gamma,
+            True,
+            about="gamma < 1 on each channel's foreground range",
+        ),
+        Corruption(
+            "contrast_expansion",
+            "mri",
+            _ladder(gamma=_linear(1.4, 3.0)),
+            mri.contrast_gamma,
+            True,
+            about="gamma > 1 on each channel's foreground range",
+        ),
+        Corruption(
+            "ghosting",
+            "mri",
+            _ladder(ghosts=[3, 5, 7, 9, 11], intensity=_linear(0.5, 2.5)),
+            mri.ghosting,
+            True,
+            about="motion ghosts: k-space planes of the phase-encoding axis scaled",
+        ),
+        Corruption(
+            "downsampling",
+            "mri",
+            _ladder(factor=_linear(2.8, 10.0)),
+            mri.downsampling,
+            True,
+            about="thick slices: one axis downsampled and interpolated back",
+        ),
+        Corruption(
+            "sequence_swap",
+            "mri",
+            _ladder(share=_linear(0.2, 1.0)),
+            mri.sequence_swap,
+            False,
+            (2, 3),
+            about="two sequences exchanged (T2 and FLAIR by default; 5: swapped files)",
+        ),
+        Corruption(
+            "missing_sequence",
+            "mri",
+            _ladder(share=_linear(0.2, 1.0)),
+            mri.missing_sequence,
+            False,
+            (3,),
+            about="slices of one sequence (FLAIR by default) zeroed; 5: the sequence is missing",
+        ),
+        Corruption(
+            "misregistration",
+            "mri",
+            _ladder(shift_mm=_linear(2.0, 10.0)),
+            mri.misregistration,
+            False,
+            (3,),
+            about="one sequence (FLAIR by default) shifted, in mm",
+        ),
+        Corruption(
+            "skull_strip",
+            "mri",
+            _ladder(thickness_mm=_linear(2.0, 10.0)),
+            mri.skull_strip,
+            False,
+            about="incomplete skull stripping: bright tissue around the brain, thickness in mm",
+        ),
+    )
+}
+"""BraTS-C: the ROOD-MRI ladders (motion and the geometric ones, which move the label, left out) and the failures
+of BraTS pipelines."""
+
+NATURAL_C: dict[str, Corruption] = {
+    c.name: c
+    for c in (
+        Corruption("gaussian_noise", "natural", _ladder(std=[0.08, 0.12, 0.18, 0.26, 0.38]), natural.gaussian_noise),
+        Corruption("gaussian_blur", "natural", _ladder(sigma=[1, 2, 3, 4, 6]), natural.gaussian_blur),
+        Corruption("contrast", "natural", _ladder(factor=[0.4, 0.3, 0.2, 0.1, 0.05]), natural.contrast),
+        Corruption("brightness", "natural", _ladder(shift=[0.1, 0.2, 0.3, 0.4, 0.5]), natural.brightness),
+        Corruption(
+            "fog", "natural", _ladder(thickness=[1.5, 2.0, 2.5, 2.5, 3.0], decay=[2.0, 2.0, 1.7, 1.5, 1.4]), natural.fog
+        ),
+        Corruption("jpeg", "natural", _ladder(quality=[25, 18, 15, 10, 7]), natural.jpeg),
+    )
+}
+"""Common corruptions of natural images: noise, blur, weather-like contrast, brightness and fog, JPEG."""
+
+BENCHMARKS: dict[str, dict[str, Corruption]] = {"brats-c": BRATS_C, "natural-c": NATURAL_C}
+CORRUPTIONS: dict[str, Corruption] = {**BRATS_C, **NATURAL_C}
+
+
+def get_corruption(name: str) -> Corruption:
+    """The corruption called ``name``; a KeyError names the known ones."""
+    if name not in CORRUPTIONS:
+        raise KeyError(f"unknown corruption {name!r}; known: {sorted(CORRUPTIONS)}")
+    return CORRUPTIONS[name]
+
+
+def brain_mask(x: torch.Tensor) -> torch.Tensor:
+    """The voxels nonzero in some channel ``(B, 1, *spatial)``: a skull-stripped case's brain."""
+    return x.ne(0).any(1, keepdim=True)
+
+
+def corrupt(
+    image: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int = 0,
+    spacing: Sequence[float] | None = None,
+    channels: Sequence[int] | None = None,
+    pixel_max: float = 255.0,
+) -> torch.Tensor:
+    """Corruption ``name`` at ``severity`` (1..5) on a raw batch ``(B, C, *spatial)``.
+
+    Args:
+        seed: seeds the corruption's random draws.
+        spacing: voxel size in mm per spatial axis (MRI; ``None``: 1 mm).
+        channels: the sequences it acts on (default: the corruption's own, e.g. FLAIR for ``missing_sequence``).
+        pixel_max: white in raw natural-image pixels.
+    """
+    corruption = get_corruption(name)
+    parameters = corruption.parameters(int(severity))
+    if not torch.is_floating_point(image):
+        image = image.float()
+    x = image.as_subclass(torch.Tensor)
+    chosen = corruption.channels if channels is None else tuple(int(c) for c in channels)
+    setting = Setting(torch.Generator().manual_seed(int(seed)), spacing, chosen, float(pixel_max))
+    out = corruption.function(x, **parameters, setting=setting)
+    if corruption.on_brain:
+        out = out * brain_mask(x)
+    return out.to(x.dtype)

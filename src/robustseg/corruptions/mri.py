@@ -1,0 +1,245 @@
+"""BraTS-C: MRI corruptions on raw intensities (before normalisation), 2-D or 3-D, batched in torch.
+
+Each function takes a batch ``(B, C, *spatial)`` of raw intensities, the severity's parameters and a
+:class:`~robustseg.corruptions.base.Setting` (generator, voxel spacing in mm, the sequences it acts on), and returns
+the corrupted batch. The ROOD-MRI ladders (Boone et al. 2023):
+
+- ``bias_field``: ``x * exp(p)``, p a sum of Legendre products of degree 1..3 over the grid, coefficients uniform in
+  [-c, c] (TorchIO's RandomBiasField), c = 0.3 .. 1.5;
+- ``rician_noise``: ``sqrt((x + n1)^2 + n2^2)``, n Gaussian of std s times the channel's foreground std, s = 0.16 ..
+  0.8 (after z-scoring, s is the noise std in the model's input unit);
+- ``smoothing``: a separable Gaussian of std 0.8 .. 4 mm (taps to 4 std, as scipy's ``gaussian_filter``; zero border);
+- ``contrast_compression`` / ``contrast_expansion``: the channel's foreground range rescaled to [0, 1], raised to
+  gamma 0.86 .. 0.30 / 1.4 .. 3.0, scaled back;
+- ``ghosting``: k-space planes of a seeded phase-encoding axis whose frequency is a non-zero multiple of n scaled by
+  ``1 - a`` (TorchIO's RandomGhosting; the centre plane kept), n = 3 .. 11 ghosts, intensity a = 0.5 .. 2.5;
+- ``downsampling``: a seeded axis area-downsampled by 2.8 .. 10, then linearly upsampled back (thick slices).
+
+Failures BraTS pipelines meet (Wang et al. 2022), on ladders of their own:
+
+- ``sequence_swap``: two sequences exchanged, partly at low severity: ``(1 - a) x_i + a x_j``, a = 0.2 .. 1 (1: the
+  files swapped);
+- ``missing_sequence``: a contiguous block of a share 0.2 .. 1 of the slices (last axis) of one sequence zeroed, from a
+  seeded end (1: the sequence is missing, as a pipeline that fills a missing file with zeros gives);
+- ``misregistration``: one sequence shifted by 2 .. 10 mm along a seeded axis and direction (linear interpolation);
+- ``skull_strip``: an incompletely stripped head: a shell of 2 .. 10 mm around the brain (box dilation) filled with
+  bright tissue (each channel's nearest-rank 90th foreground percentile, a smooth seeded texture of +-20 %).
+
+Scanner artefacts arise before skull stripping, which zeroes everything outside the brain: their outputs are put back
+on the case's brain mask (the voxels nonzero in some sequence) by the benchmark; the four failures are not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from robustseg.corruptions.base import Setting
+from robustseg.sensitivity.perturbations import foreground_std, frequencies, legendre_basis, spatial_axes
+
+__all__ = [
+    "bias_field",
+    "contrast_gamma",
+    "downsampling",
+    "gaussian_smoothing",
+    "ghosting",
+    "misregistration",
+    "missing_sequence",
+    "rician_noise",
+    "sequence_swap",
+    "skull_strip",
+]
+
+
+def _selected(x: torch.Tensor, setting: Setting) -> list[int]:
+    chosen = list(range(x.shape[1])) if setting.channels is None else list(setting.channels)
+    if any(not 0 <= c < x.shape[1] for c in chosen):
+        raise ValueError(f"channels {chosen} lie outside the image's {x.shape[1]} channels.")
+    return chosen
+
+
+def _on_channels(x: torch.Tensor, setting: Setting, out: torch.Tensor) -> torch.Tensor:
+    """``out`` on the chosen channels, ``x`` on the others."""
+    chosen = _selected(x, setting)
+    if len(chosen) == x.shape[1]:
+        return out
+    mixed = x.clone()
+    mixed[:, chosen] = out[:, chosen]
+    return mixed
+
+
+def seeded_axis(x: torch.Tensor, g: torch.Generator) -> int:
+    """A spatial axis (as a dim of ``x``) drawn from ``g``: a ghost's phase encoding, a thick slice's direction."""
+    return 2 + int(torch.randint(0, x.ndim - 2, (1,), generator=g))
+
+
+def bias_coefficients(x: torch.Tensor, c: float, g: torch.Generator) -> torch.Tensor:
+    """``(B, C, 4, .., 4)`` Legendre coefficients uniform in [-c, c], zero unless the product's degree is 1..3."""
+    dims = x.ndim - 2
+    coefficients = (torch.rand((*x.shape[:2], *(4,) * dims), generator=g, dtype=torch.float64) * 2 - 1) * c
+    orders = torch.stack(torch.meshgrid(*[torch.arange(4)] * dims, indexing="ij")).sum(0)
+    return coefficients * ((orders > 0) & (orders <= 3)).double()
+
+
+def bias_field(x: torch.Tensor, coefficient: float, setting: Setting) -> torch.Tensor:
+    """``x * exp(p)`` with p of seeded Legendre coefficients in [-coefficient, coefficient] (see the module)."""
+    coefficients = bias_coefficients(x, coefficient, setting.generator).to(x.device)
+    spatial = x.shape[2:]
+    letters, axes = "ijk"[: len(spatial)], "xyz"[: len(spatial)]
+    equation = f"bc{letters}," + ",".join(f"{i}{a}" for i, a in zip(letters, axes, strict=True)) + f"->bc{axes}"
+    field = torch.einsum(equation, coefficients, *[legendre_basis(n, x) for n in spatial])
+    return _on_channels(x, setting, x * torch.exp(field).to(x.dtype))
+
+
+def rician_noise(x: torch.Tensor, std: float, setting: Setting) -> torch.Tensor:
+    """Rician noise of ``std`` times each channel's foreground std."""
+    sigma = std * foreground_std(x)
+    noise = torch.randn((2, *x.shape), generator=setting.generator, dtype=x.dtype).to(x.device) * sigma
+    return _on_channels(x, setting, torch.hypot(x + noise[0], noise[1]))
+
+
+def gaussian_smoothing(x: torch.Tensor, sigma_mm: float, setting: Setting) -> torch.Tensor:
+    """A separable Gaussian of ``sigma_mm`` (per axis in voxels by the spacing), taps to 4 std, zero borders."""
+    out = x
+    for axis, spacing in zip(range(2, x.ndim), setting.spacing_for(x), strict=True):
+        sigma = sigma_mm / spacing
+        radius = int(4.0 * sigma + 0.5)
+        if radius < 1:
+            continue
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        weights = (kernel / kernel.sum()).tolist()
+        pad = [0, 0] * (x.ndim - 1 - axis) + [radius, radius]
+        padded = F.pad(out, pad)
+        n = out.shape[axis]
+        total = padded.narrow(axis, 0, n) * weights[0]
+        for shift in range(1, len(weights)):
+            total.add_(padded.narrow(axis, shift, n), alpha=weights[shift])
+        out = total
+    return _on_channels(x, setting, out)
+
+
+def _foreground_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.flatten(2)
+    inside = flat != 0
+    shape = (*x.shape[:2], *([1] * (x.ndim - 2)))
+    big = torch.finfo(x.dtype).max
+    lo = torch.where(inside, flat, big).min(-1).values
+    hi = torch.where(inside, flat, -big).max(-1).values
+    empty = ~inside.any(-1)
+    return torch.where(empty, 0, lo).view(shape), torch.where(empty, 1, hi).view(shape)
+
+
+def contrast_gamma(x: torch.Tensor, gamma: float, setting: Setting) -> torch.Tensor:
+    """Each channel's foreground range mapped to [0, 1], raised to ``gamma``, mapped back."""
+    lo, hi = _foreground_range(x)
+    span = (hi - lo).clamp(min=1e-12)
+    return _on_channels(x, setting, ((x - lo) / span).clamp(0, 1) ** gamma * span + lo)
+
+
+def ghosting(x: torch.Tensor, ghosts: float, intensity: float, setting: Setting) -> torch.Tensor:
+    """Every k-space plane of a seeded axis at a non-zero multiple of ``ghosts`` scaled by ``1 - intensity``."""
+    axis = seeded_axis(x, setting.generator)
+    axes = spatial_axes(x)
+    k = torch.fft.rfftn(x, dim=axes)
+    f = frequencies(x, axis, onesided=axis == axes[-1])
+    planes = torch.where((f % round(ghosts) == 0) & (f != 0), 1.0 - intensity, 1.0)
+    out = torch.fft.irfftn(k * planes.to(k.dtype), s=x.shape[2:], dim=axes).abs()
+    return _on_channels(x, setting, out.to(x.dtype))
+
+
+def downsampling(x: torch.Tensor, factor: float, setting: Setting) -> torch.Tensor:
+    """A seeded axis area-downsampled by ``factor`` and linearly upsampled back."""
+    axis = seeded_axis(x, setting.generator)
+    size = list(x.shape[2:])
+    size[axis - 2] = max(1, round(size[axis - 2] / factor))
+    down = F.interpolate(x, size=size, mode="area")
+    mode = "bilinear" if x.ndim == 4 else "trilinear"
+    return _on_channels(x, setting, F.interpolate(down, size=x.shape[2:], mode=mode, align_corners=False))
+
+
+def _pair(x: torch.Tensor, setting: Setting) -> tuple[int, int]:
+    chosen = _selected(x, setting)
+    if len(chosen) != 2:
+        raise ValueError(f"sequence_swap needs two channels (e.g. [2, 3] for T2 and FLAIR) but was given {chosen}.")
+    return chosen[0], chosen[1]
+
+
+def sequence_swap(x: torch.Tensor, share: float, setting: Setting) -> torch.Tensor:
+    """Channels i and j of ``setting.channels`` become ``(1 - share) x_i + share x_j`` and vice versa."""
+    i, j = _pair(x, setting)
+    out = x.clone()
+    out[:, i] = (1 - share) * x[:, i] + share * x[:, j]
+    out[:, j] = (1 - share) * x[:, j] + share * x[:, i]
+    return out
+
+
+def missing_sequence(x: torch.Tensor, share: float, setting: Setting) -> torch.Tensor:
+    """A block of ``share`` of the last axis's slices of the chosen channels zeroed, from a seeded end."""
+    n = x.shape[-1]
+    count = min(n, max(1, round(share * n)))
+    from_top = bool(torch.randint(0, 2, (1,), generator=setting.generator))
+    start = n - count if from_top else 0
+    out = x.clone()
+    out[:, _selected(x, setting), ..., start : start + count] = 0
+    return out
+
+
+def misregistration(x: torch.Tensor, shift_mm: float, setting: Setting) -> torch.Tensor:
+    """The chosen channels shifted by ``shift_mm`` along a seeded axis and direction (zero fill, linear)."""
+    g = setting.generator
+    axis = seeded_axis(x, g)
+    sign = 1.0 if bool(torch.randint(0, 2, (1,), generator=g)) else -1.0
+    shift = sign * shift_mm / setting.spacing_for(x)[axis - 2]
+    whole, part = math.floor(shift), shift - math.floor(shift)
+    moved = (1 - part) * _roll(x, whole, axis) + part * _roll(x, whole + 1, axis)
+    return _on_channels(x, setting, moved)
+
+
+def _roll(x: torch.Tensor, shift: int, axis: int) -> torch.Tensor:
+    """``x`` moved by ``shift`` voxels along ``axis`` (positive: to higher indices), zeros coming in."""
+    n = x.shape[axis]
+    out = torch.zeros_like(x)
+    if abs(shift) >= n:
+        return out
+    if shift >= 0:
+        out.narrow(axis, shift, n - shift).copy_(x.narrow(axis, 0, n - shift))
+    else:
+        out.narrow(axis, 0, n + shift).copy_(x.narrow(axis, -shift, n + shift))
+    return out
+
+
+def shell_radius(thickness_mm: float, spacing: tuple[float, ...]) -> list[int]:
+    """The dilation radius in voxels per spatial axis of a shell ``thickness_mm`` thick (at least one voxel)."""
+    return [max(1, round(thickness_mm / s)) for s in spacing]
+
+
+def skull_strip(x: torch.Tensor, thickness_mm: float, setting: Setting) -> torch.Tensor:
+    """A shell of bright tissue ``thickness_mm`` thick around the brain (see the module)."""
+    brain = x.ne(0).any(1, keepdim=True)
+    radius = shell_radius(thickness_mm, setting.spacing_for(x))
+    head = brain.float()
+    for axis, r in zip(range(2, x.ndim), radius, strict=True):  # a box dilation, one axis at a time
+        kernel = [1] * (x.ndim - 2)
+        kernel[axis - 2] = 2 * r + 1
+        padding = [k // 2 for k in kernel]
+        pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+        head = pool(head, kernel_size=kernel, stride=1, padding=padding)
+    head = head > 0
+    shell = head & ~brain
+    flat = x.flatten(2)
+    inside = brain.flatten(2).expand_as(flat)
+    level = torch.zeros(x.shape[:2], dtype=x.dtype, device=x.device)
+    for b in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            values = flat[b, c][inside[b, c]]
+            if values.numel():  # the nearest-rank 90th percentile
+                level[b, c] = torch.kthvalue(values, max(1, math.ceil(0.9 * values.numel()))).values
+    coarse = [max(2, n // 8) for n in x.shape[2:]]
+    noise = torch.rand((x.shape[0], x.shape[1], *coarse), generator=setting.generator, dtype=x.dtype).to(x.device)
+    mode = "bilinear" if x.ndim == 4 else "trilinear"
+    texture = 0.8 + 0.4 * F.interpolate(noise, size=x.shape[2:], mode=mode, align_corners=True)
+    tissue = level.view(*x.shape[:2], *([1] * (x.ndim - 2))) * texture
+    return _on_channels(x, setting, torch.where(shell, tissue, x))
