@@ -24,7 +24,9 @@ SUBPACKAGES: tuple[str, ...] = (
     "cli",
     "conditions",
     "contract",
+    "corruptions",
     "data",
+    "defenses",
     "errors",
     "evaluation",
     "handlers",
@@ -32,6 +34,7 @@ SUBPACKAGES: tuple[str, ...] = (
     "losses",
     "networks",
     "progress",
+    "sensitivity",
     "tracking",
     "workflows",
 )

@@ -32,7 +32,7 @@ __all__ = [
     "references",
 ]
 
-EVAL = ("attack.json", "certify.json", "compare.json")
+EVAL = ("attack.json", "certify.json", "compare.json", "corruptions.json")
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """The default of an id a bundle must define."""
 TRAIN = ("noise_training.json", "denoiser.json")
@@ -167,20 +167,20 @@ CONTRACT: tuple[ContractId, ...] = (
         "What the evaluation workflows test per case: 'dice' per region (MRI), or 'iou' per class with the case's "
         "mIoU (natural images).",
         "dice",
-        used_by=("attack.json", "compare.json"),
+        used_by=("attack.json", "compare.json", "corruptions.json"),
     ),
     ContractId(
         "hd95",
         "Also score the 95th-percentile Hausdorff distance per region (false for natural images).",
         True,
-        used_by=("attack.json", "compare.json"),
+        used_by=("attack.json", "compare.json", "corruptions.json"),
     ),
     ContractId(
         "label_palette",
         "The colour (0..255 RGB) of each class value in report figures, as a mapping (a dataset's palette, 255 its "
         "void colour); null: matplotlib's tab10.",
         None,
-        used_by=("attack.json", "compare.json"),
+        used_by=("attack.json", "compare.json", "corruptions.json"),
     ),
     ContractId(
         "input_unit",
@@ -206,7 +206,28 @@ CONTRACT: tuple[ContractId, ...] = (
         "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
         "detectable) or 'none' (everywhere: natural images).",
         "nonzero",
-        used_by=("attack.json", "compare.json", "certify.json", "adversarial_training.json"),
+        used_by=("attack.json", "compare.json", "certify.json", "adversarial_training.json", "corruptions.json"),
+    ),
+    ContractId(
+        "raw_preprocessing",
+        "The validation preprocessing up to its first intensity normalisation (load, orient, resample, crop): what "
+        "a corruption is applied to; by default validate#preprocessing cut before its first NormalizeIntensityd, "
+        "ScaleIntensityd, ScaleIntensityRanged... (all of it when it normalises nothing).",
+        "$robustseg.data.preprocessing.split_at_normalisation(@validate#preprocessing).raw",
+        used_by=("corruptions.json",),
+    ),
+    ContractId(
+        "intensity_normalisation",
+        "The rest of the validation preprocessing, from its first intensity normalisation on: run after a "
+        "corruption, as on a real case.",
+        "$robustseg.data.preprocessing.split_at_normalisation(@validate#preprocessing).normalisation",
+        used_by=("corruptions.json",),
+    ),
+    ContractId(
+        "corruption_benchmark",
+        "The corruption benchmark of the bundle's domain: 'brats-c' (MRI) or 'natural-c' (natural images).",
+        "brats-c",
+        used_by=("corruptions.json",),
     ),
     ContractId(
         "attack_budgets",

@@ -1,7 +1,7 @@
 """Conditions: what a sweep does to a case before scoring it.
 
 A :class:`Condition` maps one case to a perturbed input: an attack at a budget, random noise of the same norm, an
-attack crafted on another model (transfer), and next the corruptions of a corruption benchmark. A sweep scores the
+attack crafted on another model (transfer), a corruption of a corruption benchmark at a severity. A sweep scores the
 clean case and every condition with one metric, one results store and one statistics step, so a new kind of
 condition needs a subclass here and nothing else.
 
@@ -62,6 +62,10 @@ class CaseContext:
         mask: the voxels a perturbation may change ``(1, 1, *spatial)`` (for the PSNR of non-attack conditions).
         shared: per-case cache of work several conditions reuse: the clean input's :class:`InitialGradient` under
             ``("white-box", attack key)`` for the audited model and ``("transfer", attack key)`` for a source model.
+        raw: the case before intensity normalisation ``(1, C, *spatial)``, when the sweep has the split (corruptions
+            act on it); ``None`` otherwise.
+        normalise: ``normalise(raw) -> image``, the bundle's intensity normalisation, with ``raw``.
+        spacing: voxel size in mm per spatial axis, from the image's affine (``None``: unknown).
     """
 
     case_id: str
@@ -71,6 +75,9 @@ class CaseContext:
     seed: int = 0
     mask: torch.Tensor | None = None
     shared: dict[Hashable, InitialGradient] = field(default_factory=dict)
+    raw: torch.Tensor | None = None
+    normalise: Callable[[torch.Tensor], torch.Tensor] | None = None
+    spacing: Sequence[float] | None = None
 
     def seed_for(self, label: str) -> int:
         """The seed of condition ``label`` on this case."""
@@ -103,7 +110,7 @@ class Condition:
     """Something that maps a case to a perturbed input; subclasses implement :meth:`apply` and :meth:`settings`.
 
     Attributes:
-        kind: ``attack``, ``noise``, ``transfer`` (and ``corruption`` later): the family in reports.
+        kind: ``attack``, ``noise``, ``transfer`` or ``corruption``: the family in reports.
         name: the condition's family label without its budget (``fgsm``, ``pgd[loss=segpgd]``, ``noise``).
         eps: its budget or severity, in ``unit``.
         unit: what one unit of ``eps`` is.

@@ -54,7 +54,7 @@ from robustseg.workflows.attack_sweep import _metric_name, check_budgets, selfch
 from robustseg.workflows.defended_training import DEFENCE_FILE
 from robustseg.workflows.fingerprint import file_sha256
 from robustseg.workflows.provenance import provenance
-from robustseg.workflows.sweep import WORST, ConditionSweep
+from robustseg.workflows.sweep import WORST, ConditionSweep, run_model_sweeps
 
 __all__ = [
     "DEFAULT_MARGIN_ATTACKS",
@@ -103,8 +103,8 @@ def _read_defence(checkpoint: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def parse_models(models: Sequence[str | Mapping[str, Any]]) -> list[ComparedModel]:
-    """The models of a comparison, the baseline first, each checked to exist.
+def parse_models(models: Sequence[str | Mapping[str, Any]], minimum: int = 2) -> list[ComparedModel]:
+    """The models of a comparison, the baseline first, each checked to exist (``minimum`` of them at least).
 
     Each is ``"name=path/to/model.pt"``, a bare path (named by its folder), or a dict with ``name``,
     ``checkpoint`` and optionally ``temperature``. Without a temperature, a model whose folder holds the
@@ -142,8 +142,9 @@ def parse_models(models: Sequence[str | Mapping[str, Any]]) -> list[ComparedMode
             temperature = check_temperature(temperature)
         out.append(ComparedModel(name, path, temperature, defence))
     names = [m.name for m in out]
-    if len(out) < 2:
-        raise ValueError(f"a comparison needs a baseline and at least one other model but has {names}.")
+    if len(out) < minimum:
+        need = "a model" if minimum == 1 else "a baseline and at least one other model"
+        raise ValueError(f"a comparison needs {need} but has {names}.")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"model names {twice} are given twice; give each model its own name ('name=path').")
@@ -415,14 +416,8 @@ class DefenceComparison:
     def run(self) -> dict[str, Any] | None:
         """Run (or resume) every model's sweep; on rank 0 returns rows, tests, self-checks and settings."""
         self.load()
-        outcomes: dict[str, dict[str, Any]] = {}
-        for number, (name, sweep) in enumerate(self.sweeps.items(), start=1):
-            if distributed.is_rank0():
-                logger.info("model %d of %d: %s (%s)", number, len(self.sweeps), name, sweep.checkpoint)
-            outcome = sweep.run()
-            if outcome is not None:
-                outcomes[name] = outcome
-        if not distributed.is_rank0():
+        outcomes = run_model_sweeps(self.sweeps)
+        if outcomes is None:
             return None
         rows: list[dict[str, Any]] = []
         checks: dict[str, list[SelfCheck]] = {}

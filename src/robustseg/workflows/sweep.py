@@ -74,6 +74,7 @@ __all__ = [
     "ConditionSweep",
     "columns_for",
     "prefetched",
+    "run_model_sweeps",
     "worst_case_rows",
 ]
 
@@ -186,6 +187,9 @@ class ConditionSweep:
             ``mIoU`` (natural images).
         hd95: compute HD95 (``False`` for natural images: the column holds NaN).
         palette: the colour of each class value in the report's examples (a dataset's palette), or ``None``.
+        normalise: the bundle's intensity normalisation, a dictionary transform, when ``dataset`` yields cases before
+            it (:func:`robustseg.data.preprocessing.split_at_normalisation`): the sweep normalises each case for the
+            model and hands conditions the raw case too (corruptions act on it). ``None``: cases come preprocessed.
     """
 
     title = "Robustness audit"
@@ -214,6 +218,7 @@ class ConditionSweep:
         metric: str = "dice",
         hd95: bool = True,
         palette: Mapping[int, Sequence[int]] | None = None,
+        normalise: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     ) -> None:
         check_unique_labels(conditions)
         if metric not in METRICS:
@@ -246,6 +251,7 @@ class ConditionSweep:
         self.metric = metric
         self.hd95 = bool(hd95)
         self.palette = palette_mapping(palette)
+        self.normalise = normalise
         self.columns = columns_for(metric)
         self.checks: list[SelfCheck] = []
         self.examples: list[dict[str, Any]] = []
@@ -308,6 +314,7 @@ class ConditionSweep:
             "network": network_signature(self.network),
             "inferer": inferer_signature(self.inferer),
             "case_ids": self.case_ids(),
+            **({"normalisation": _transform_names(self.normalise)} if self.normalise is not None else {}),
         }
 
     def load(self) -> None:
@@ -425,11 +432,25 @@ class ConditionSweep:
         item = self.dataset[index] if item is None else item
         if isinstance(item.get("layout"), str):
             self._layouts[case_id] = item["layout"]
-        x = torch.as_tensor(item["image"])[None].to(self.device)
+        image = item["image"] if self.normalise is None else self._normalised(item, item["image"])
+        x = torch.as_tensor(image)[None].to(self.device)
         y = self.scheme.label_class_map(torch.as_tensor(item["label"])[None].to(self.device), f"label of {case_id}")
         plain = x.as_subclass(torch.Tensor)
         mask = plain.ne(0).any(1, keepdim=True) if self.mask == "nonzero" else torch.ones_like(plain[:, :1]).bool()
-        return CaseContext(case_id, x, y, self.forward, self.seed, mask.float()), spacing_from_affine(item["image"])
+        spacing = spacing_from_affine(item["image"])
+        case = CaseContext(case_id, x, y, self.forward, self.seed, mask.float(), spacing=spacing)
+        if self.normalise is not None:
+            case.raw = torch.as_tensor(item["image"])[None].to(self.device)
+            case.normalise = lambda raw: torch.as_tensor(self._normalised(item, raw[0]))[None].to(self.device)
+        return case, spacing
+
+    def _normalised(self, item: Mapping[str, Any], raw: torch.Tensor) -> Any:
+        """``raw`` (``(C, *spatial)``, on any device) through the bundle's intensity normalisation, as part of
+        ``item`` (the case's meta data and affine kept)."""
+        from monai.utils import convert_to_dst_type
+
+        image = convert_to_dst_type(raw.detach().cpu().clone(), item["image"])[0]
+        return image if self.normalise is None else self.normalise({**item, "image": image})["image"]
 
     def _rows(
         self,
@@ -633,6 +654,23 @@ class ConditionSweep:
                 a, b = paired(transfer.white_box, transfer.label)
                 checks.append(check_transfer(transfer.white_box, a, transfer.label, b))
         return checks
+
+
+def run_model_sweeps(sweeps: Mapping[str, ConditionSweep]) -> dict[str, dict[str, Any]] | None:
+    """Run (or resume) one sweep per model in turn; on rank 0 their outcomes by model, elsewhere ``None``."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    for number, (name, sweep) in enumerate(sweeps.items(), start=1):
+        if distributed.is_rank0():
+            logger.info("model %d of %d: %s (%s)", number, len(sweeps), name, sweep.checkpoint)
+        outcome = sweep.run()
+        if outcome is not None:
+            outcomes[name] = outcome
+    return outcomes if distributed.is_rank0() else None
+
+
+def _transform_names(transform: Any) -> list[str]:
+    """The class names of a ``Compose``'s transforms (or of one transform): the normalisation in a fingerprint."""
+    return [type(t).__name__ for t in getattr(transform, "transforms", [transform])]
 
 
 def prefetched(dataset: Sequence[Mapping[str, Any]], indices: Sequence[int]) -> Iterator[tuple[int, Any]]:
