@@ -36,7 +36,7 @@ EVAL = ("attack.json", "certify.json", "compare.json", "corruptions.json")
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """The default of an id a bundle must define."""
 TRAIN = ("noise_training.json", "denoiser.json")
-DEFEND = ("adversarial_training.json", "distillation.json")
+DEFEND = ("adversarial_training.json", "distillation.json", "sensitivity.json")
 
 
 @dataclass(frozen=True)
@@ -308,6 +308,20 @@ CONTRACT: tuple[ContractId, ...] = (
         "The list of random training transforms (noise training appends its Gaussian noise to it).",
         example='"train": {"random_transforms": [{"_target_": "RandCropByPosNegLabeld", ...}, ...]}',
         used_by=("noise_training.json",),
+    ),
+    ContractId(
+        "train#dataset",
+        "The training dataset; the sensitivity overlay sets its data (train#dataset#data) to the training split less "
+        "the slice it holds out for the analysis.",
+        example='"train": {"dataset": {"_target_": "CacheDataset", "data": ..., "transform": ...}}',
+        used_by=("sensitivity.json",),
+    ),
+    ContractId(
+        "train#handlers",
+        "The trainer's handlers (the list train#trainer#train_handlers refers to); the sensitivity overlay appends "
+        "its refresh handler.",
+        example='"train": {"handlers": [{"_target_": "StatsHandler", ...}, ...]}',
+        used_by=("sensitivity.json",),
     ),
     ContractId(
         "loss",

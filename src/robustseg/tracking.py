@@ -39,7 +39,9 @@ __all__ = [
     "flatten_params",
     "raise_on_termination",
     "recorded_run",
+    "recorded_run_of",
     "resolve_tracking_uri",
+    "run_id_path",
     "termination_raises",
     "training_run_of",
     "ui_command",
@@ -194,6 +196,25 @@ def bundle_value(config_id: str) -> Any:
     try:
         return parser.get_parsed_content(config_id)
     except Exception:  # an id that cannot be resolved here is not worth failing a report for
+        return None
+
+
+def run_id_path(output_dir: str | Path, run_name: str) -> Path:
+    """The file in which a bundle run's :class:`~robustseg.handlers.MLflowTracker` keeps its MLflow run id."""
+    return Path(output_dir) / f"mlflow_run_{run_name}.json"
+
+
+def recorded_run_of(output_dir: str | Path, run_name: str, experiment_name: str) -> MlflowRun | None:
+    """The MLflow run a bundle's tracker recorded in ``output_dir`` under ``run_name`` (e.g. the training that is
+    running), to log into it; ``None`` when there is none."""
+    path = run_id_path(output_dir, run_name)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return MlflowRun(record["tracking_uri"], experiment_name, run_name, run_id=record["run_id"])
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("cannot open the MLflow run recorded in %s (%s)", path, e)
         return None
 
 

@@ -6,6 +6,7 @@ from robustseg.handlers.checkpoint import TrainingCheckpoint, latest_checkpoint
 from robustseg.handlers.metrics import IoUTable, MeanIoU, RegionDice, RegionDiceTable, select_region
 from robustseg.handlers.mlflow import MLflowTracker
 from robustseg.handlers.progress import ProgressBar
+from robustseg.handlers.sensitivity import SensitivityRefreshHandler
 
 __all__ = [
     "IoUTable",
@@ -14,6 +15,7 @@ __all__ = [
     "ProgressBar",
     "RegionDice",
     "RegionDiceTable",
+    "SensitivityRefreshHandler",
     "TrainingCheckpoint",
     "latest_checkpoint",
     "select_region",

@@ -21,6 +21,7 @@ from robustseg.tracking import (
     end_status,
     raise_on_termination,
     resolve_tracking_uri,
+    run_id_path,
     training_run_of,
     ui_command,
 )
@@ -92,7 +93,7 @@ class MLflowTracker:
 
     @property
     def run_id_file(self) -> Path:
-        return self.output_dir / f"mlflow_run_{self.run_name}.json"
+        return run_id_path(self.output_dir, self.run_name)
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events

@@ -6,6 +6,8 @@
   transforms (:mod:`~robustseg.sensitivity.transforms`).
 - :mod:`~robustseg.sensitivity.analysis`: one op's adaptive analysis of a trained model, cached per (checkpoint, op).
 - :mod:`~robustseg.sensitivity.sampler`: (op, level) draws weighted towards the levels that cost the model most.
+- :mod:`~robustseg.sensitivity.augment`: training-batch policies: the adaptive one and its baselines.
+- :mod:`~robustseg.sensitivity.refresh`: the held-out training slice and the refresh that rebuilds the sampler.
 
 Example:
     >>> from robustseg.sensitivity import SensitivitySampler
@@ -16,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from robustseg.sensitivity.analysis import OpAnalysis, SensitivityCache, analyse_op
 from robustseg.sensitivity.curve import (
     DEFAULT_TARGETS,
     AdaptiveCurve,
@@ -26,6 +29,7 @@ from robustseg.sensitivity.curve import (
 )
 from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
 from robustseg.sensitivity.perturbations import MRI_OPS, NATURAL_OPS, OPS, BasisOp, perturb
+from robustseg.sensitivity.refresh import SensitivityRefresh, case_score, check_holdout, split_holdout
 from robustseg.sensitivity.sampler import Draw, SensitivitySampler
 from robustseg.sensitivity.transforms import BasisPerturbation, BasisPerturbationd
 
@@ -40,11 +44,18 @@ __all__ = [
     "BasisPerturbationd",
     "Draw",
     "EncoderFeatures",
+    "OpAnalysis",
+    "SensitivityCache",
     "SensitivityCurve",
     "SensitivityPoint",
+    "SensitivityRefresh",
     "SensitivitySampler",
     "adaptive_curve",
+    "analyse_op",
+    "case_score",
+    "check_holdout",
     "kernel_inception_distance",
     "objective",
     "perturb",
+    "split_holdout",
 ]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustseg.sensitivity.augment import perturb_normalised
 from robustseg.sensitivity.curve import (
     DEFAULT_TARGETS,
     AdaptiveCurve,
@@ -30,7 +31,6 @@ from robustseg.sensitivity.curve import (
     adaptive_curve,
 )
 from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
-from robustseg.sensitivity.perturbations import perturb
 
 __all__ = ["OpAnalysis", "SensitivityCache", "analyse_op"]
 
@@ -82,6 +82,7 @@ def analyse_op(
     targets: Sequence[float] = DEFAULT_TARGETS,
     kid_subsets: int = 20,
     channels: Sequence[int] | None = None,
+    renormalise: bool = False,
 ) -> OpAnalysis:
     """The adaptive sensitivity curve of ``network`` to ``op`` on ``cases`` (``(image, label)`` batches of one).
 
@@ -89,6 +90,8 @@ def analyse_op(
         predict: logits of a batch (default: ``network`` itself; a sliding-window inferer for large volumes).
         seed: the seed of case ``k``'s perturbation is ``seed + k``, the same at every level and refresh.
         kid_subsets: subsets of torchmetrics' KID (each the whole, smaller set: at least 2 cases are needed).
+        renormalise: the cases are z-scored MRI: each op acts on them shifted to a raw-like, nonnegative range and
+            is z-scored again after (:func:`~robustseg.sensitivity.augment.perturb_normalised`).
     """
     if len(cases) < 2:
         raise ValueError(f"sensitivity analysis of {op!r} needs at least 2 cases for the KID, got {len(cases)}")
@@ -97,23 +100,29 @@ def analyse_op(
     was_training = network.training
     network.eval()
     try:
-        with torch.no_grad():
-            clean_scores = [float(score(run(image), label)) for image, label in cases]
-            clean_features = torch.cat([extractor(image) for image, _ in cases])
+        clean_scores, clean_features = [], []
+        for image, label in cases:
+            logits, features = extractor.during(run, image)
+            clean_scores.append(float(score(logits, label)))
+            clean_features.append(features)
         clean_score = sum(clean_scores) / len(clean_scores)
+        clean_set = torch.cat(clean_features)
         kept: dict[float, float] = {0.0: clean_score}
 
         def evaluate(level: float) -> tuple[float, float]:
             if level == 0.0:
                 return 0.0, 0.0
             scores, features = [], []
-            with torch.no_grad():
-                for k, (image, label) in enumerate(cases):
-                    moved, moved_label = perturb(image, label, op, level, seed=seed + k, channels=channels)
-                    scores.append(float(score(run(moved), label if moved_label is None else moved_label)))
-                    features.append(extractor(moved))
+            for k, (image, label) in enumerate(cases):
+                with torch.no_grad():
+                    moved, moved_label = perturb_normalised(
+                        image, label, op, level, seed=seed + k, channels=channels, renormalise=renormalise
+                    )
+                logits, taken = extractor.during(run, moved)
+                scores.append(float(score(logits, label if moved_label is None else moved_label)))
+                features.append(taken)
             kept[level] = sum(scores) / len(scores)
-            kid, _ = kernel_inception_distance(clean_features, torch.cat(features), subsets=kid_subsets, seed=seed)
+            kid, _ = kernel_inception_distance(clean_set, torch.cat(features), subsets=kid_subsets, seed=seed)
             return clean_score - kept[level], max(kid, 0.0)
 
         curve = adaptive_curve(evaluate, tol=tol, max_evaluations=max_evaluations, targets=targets)

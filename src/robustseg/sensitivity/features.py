@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -49,19 +50,31 @@ class EncoderFeatures:
         return tensor.flatten(2).mean(2) if tensor.ndim > 2 else tensor
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.during(self.network, images)[1]
+
+    def during(
+        self, run: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run(images)`` (e.g. a sliding-window inferer over the network) and the layer's pooled features seen on
+        the way: ``(output, (N, C))``, the mean over every call of the layer (every window), in eval mode, without
+        gradients. One pass gives the prediction and the features."""
         taken: list[torch.Tensor] = []
         handle = self.module.register_forward_hook(lambda _m, _i, out: taken.append(self._pool(out).detach()))
         was_training = self.network.training
         try:
             self.network.eval()
             with torch.no_grad():
-                self.network(images)
+                output = run(images)
         finally:
             handle.remove()
             self.network.train(was_training)
         if not taken:
             raise RuntimeError(f"layer {self.layer!r} did not run in the network's forward pass")
-        return taken[0].float()
+        n = images.shape[0]
+        if all(t.shape[0] == n for t in taken):
+            return output, torch.stack(taken).mean(0).float()
+        # windows batched across cases (a sliding window over a batch): one case per call of a batch of one
+        return output, torch.cat(taken).mean(0, keepdim=True).expand(n, -1).float()
 
 
 def kernel_inception_distance(

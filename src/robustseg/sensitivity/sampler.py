@@ -86,12 +86,13 @@ class SensitivitySampler:
 
     def draw(self, n: int = 1) -> list[Draw]:
         """``n`` draws, levels jittered and clipped to [0, 1]; two calls of 50 give the same draws as one of 100."""
+        return [self.draw_with(self.generator) for _ in range(n)]
+
+    def draw_with(self, generator: torch.Generator) -> Draw:
+        """One draw from ``generator``: a choice by its probability, its level jittered and clipped to [0, 1]."""
         cumulative = torch.as_tensor(np.cumsum(self.probabilities))
-        drawn = []
-        for _ in range(n):
-            u = torch.rand(1, generator=self.generator, dtype=torch.float64)
-            eps = float(torch.randn(1, generator=self.generator, dtype=torch.float64)) * self.jitter
-            choice = self.choices[min(int(torch.searchsorted(cumulative, u, right=True)), len(self.choices) - 1)]
-            level = 0.0 if choice.op is None else min(1.0, max(0.0, choice.level + eps))
-            drawn.append(Draw(choice.op, level))
-        return drawn
+        u = torch.rand(1, generator=generator, dtype=torch.float64)
+        eps = float(torch.randn(1, generator=generator, dtype=torch.float64)) * self.jitter
+        choice = self.choices[min(int(torch.searchsorted(cumulative, u, right=True)), len(self.choices) - 1)]
+        level = 0.0 if choice.op is None else min(1.0, max(0.0, choice.level + eps))
+        return Draw(choice.op, level)
