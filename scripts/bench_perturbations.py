@@ -1,9 +1,10 @@
-"""Cost of every basis perturbation over one forward pass of the bundle's network on the same case (JSON).
+"""Cost of every basis perturbation and corruption over one forward pass of the bundle's network on the same case.
 
-Target (issue "Sensitivity-adaptive augmentation"): each op at most 0.2 x one forward pass. MRI ops are timed on a
-phantom case at the demo's spacing (4 sequences) against the 3-D bundle's CPU demo UNet on that case; natural-image
-ops on a scene of the 2-D demo's crop size against the 2-D bundle's demo UNet. Each op is timed interleaved with
-the forward pass in one process (``repeats`` rounds, medians), at magnitude 0.5. ``--device cuda`` times on a GPU.
+Target (issue "Sensitivity-adaptive augmentation"): each op and corruption at most 0.2 x one forward pass. MRI ops
+and BraTS-C corruptions are timed on a phantom case at the demo's spacing (4 sequences) against the 3-D bundle's CPU
+demo UNet on that case; natural-image ops and corruptions on a scene of the 2-D demo's crop size against the 2-D
+bundle's demo UNet. Each is timed interleaved with the forward pass in one process (``repeats`` rounds, medians), ops
+at magnitude 0.5, corruptions at severity 3. ``--device cuda`` times on a GPU. Prints JSON.
 
     python scripts/bench_perturbations.py --repeats 5
 """
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
+from robustseg.corruptions import BRATS_C, NATURAL_C, corrupt
 from robustseg.data.phantom import PhantomConfig, generate_case
 from robustseg.data.scenes import SceneConfig, SceneGenerator
 from robustseg.sensitivity import MRI_OPS, NATURAL_OPS, perturb
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=None, help="scene side (default: the 2-D demo's crop size)")
     parser.add_argument("--magnitude", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ops", nargs="*", default=None, help="a subset of ops (default all)")
+    parser.add_argument("--severity", type=int, default=3, help="the corruptions' severity")
+    parser.add_argument("--ops", nargs="*", default=None, help="a subset of ops and corruptions (default all)")
     return parser
 
 
@@ -61,26 +64,27 @@ def _time(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def _ratios(
-    forward: Callable[[], Any],
-    image: torch.Tensor,
-    label: torch.Tensor,
-    ops: list[str],
-    args: argparse.Namespace,
-    device: torch.device,
+    forward: Callable[[], Any], work: dict[str, Callable[[], Any]], args: argparse.Namespace, device: torch.device
 ) -> dict[str, dict[str, float]]:
+    """Each of ``work`` timed against ``forward``, interleaved, medians of ``args.repeats`` rounds."""
     rows: dict[str, dict[str, float]] = {}
     with torch.no_grad():
         forward()
-        for op in ops:
-            perturb(image, label, op, args.magnitude)  # warm-up
-            pairs = [
-                (_time(forward, device), _time(lambda o=op: perturb(image, label, o, args.magnitude), device))
-                for _ in range(args.repeats)
-            ]
+        for name, fn in work.items():
+            fn()  # warm-up
+            pairs = [(_time(forward, device), _time(fn, device)) for _ in range(args.repeats)]
             base = statistics.median(p[0] for p in pairs)
             cost = statistics.median(p[1] for p in pairs)
-            rows[op] = {"op_ms": 1e3 * cost, "forward_ms": 1e3 * base, "ratio": cost / base}
+            rows[name] = {"op_ms": 1e3 * cost, "forward_ms": 1e3 * base, "ratio": cost / base}
     return rows
+
+
+def _ops(image: torch.Tensor, label: torch.Tensor, names: list[str], m: float) -> dict[str, Callable[[], Any]]:
+    return {op: (lambda o=op: perturb(image, label, o, m)) for op in names}
+
+
+def _corruptions(raw: torch.Tensor, names: list[str], severity: int, spacing: Any) -> dict[str, Callable[[], Any]]:
+    return {c: (lambda n=c: corrupt(raw, n, severity, seed=0, spacing=spacing)) for c in names}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,7 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     volume = F.pad(volume, pad)
     label3d = torch.zeros((1, 1, *volume.shape[2:]), dtype=torch.long, device=device)
     mri = [op for op in MRI_OPS if chosen is None or op in chosen]
-    mri_rows = _ratios(lambda: net3d(volume), volume, label3d, mri, args, device)
+    mri_rows = _ratios(lambda: net3d(volume), _ops(volume, label3d, mri, args.magnitude), args, device)
+    brats_c = [c for c in BRATS_C if chosen is None or c in chosen]
+    spacing = (args.spacing,) * 3
+    brats_rows = _ratios(lambda: net3d(volume), _corruptions(volume, brats_c, args.severity, spacing), args, device)
 
     net2d, parser2d = _network([NATURAL / "train.json", NATURAL / "cpu_demo.json"], device)
     size = args.size or int(parser2d.get_parsed_content("crop_size")[0])
@@ -102,9 +109,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     image = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0)[None].to(device)
     label2d = torch.from_numpy(classes).long()[None, None].to(device)
     natural = [op for op in NATURAL_OPS if chosen is None or op in chosen]
-    natural_rows = _ratios(lambda: net2d(image), image, label2d, natural, args, device)
+    natural_rows = _ratios(lambda: net2d(image), _ops(image, label2d, natural, args.magnitude), args, device)
+    natural_c = [c for c in NATURAL_C if chosen is None or c in chosen]
+    pixels = image * 255.0
+    natural_c_rows = _ratios(lambda: net2d(image), _corruptions(pixels, natural_c, args.severity, None), args, device)
 
-    every = {**mri_rows, **natural_rows}
+    every = {**mri_rows, **natural_rows, **brats_rows, **natural_c_rows}
     return {
         "device": str(device),
         "platform": platform.processor() or platform.machine(),
@@ -115,6 +125,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "target_ratio": TARGET,
         "mri": mri_rows,
         "natural": natural_rows,
+        "severity": args.severity,
+        "brats_c": brats_rows,
+        "natural_c": natural_c_rows,
         "over_target": sorted(op for op, row in every.items() if row["ratio"] > TARGET),
         "meets_target": all(row["ratio"] <= TARGET for row in every.values()),
     }

@@ -23,6 +23,7 @@ CORE = (
     "checkpoints.py",
     "errors.py",
     "progress.py",
+    "seeds.py",
 )
 FORBIDDEN = (
     "ignite",

@@ -11,7 +11,6 @@ the condition's label, so results depend neither on the order of cases nor on ho
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,16 +19,12 @@ import torch
 
 from robustseg.attacks.base import InitialGradient
 from robustseg.attacks.threat import per_sample_norm, psnr_db
+from robustseg.seeds import derive_seed
 
 __all__ = ["CLEAN", "CaseContext", "Condition", "Perturbed", "check_unique_labels", "derive_seed"]
 
 CLEAN = "clean"
 """The label of the unperturbed case, the baseline of every comparison."""
-
-
-def derive_seed(seed: int, text: str) -> int:
-    """A 63-bit seed fixed by ``seed`` and ``text`` (e.g. ``"<case id>|<condition>"``), stable across runs."""
-    return (int(seed) * 1_000_003 + zlib.crc32(text.encode())) % (2**63)
 
 
 @dataclass(frozen=True)

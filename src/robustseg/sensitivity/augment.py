@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
-from robustseg.conditions.base import derive_seed
+from robustseg.seeds import derive_seed
 from robustseg.sensitivity.perturbations import OPS, check_request, perturb
 from robustseg.sensitivity.sampler import Draw
 
