@@ -7,13 +7,16 @@
 #                denoised: also train the diffusion denoiser and certify plain and denoised smoothing
 #   DEMO         2d: the 2-D path instead (scripts/demo_2d.sh: scenes, 2-D UNet, mIoU, colour baseline);
 #                defences: the seed's defence experiment and its masking-aware re-evaluation (scripts/demo_defences.sh)
+#                sensitivity / sensitivity2d: seed 000's experiment, baseline, uniform and sensitivity-adaptive
+#                augmentation compared on the corruption benchmark, in 3-D / 2-D (scripts/demo_sensitivity.sh)
 # Extra arguments are passed to both bundle runs as overrides, e.g. scripts/demo.sh --learning_rate 0.001
 set -euo pipefail
 case "${DEMO:-3d}" in
     3d) ;;
     2d) exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_2d.sh" "$@";;
     defences) exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_defences.sh" "$@";;
-    *) echo "DEMO must be 3d, 2d or defences but is ${DEMO}" >&2; exit 2;;
+    sensitivity|sensitivity2d) exec bash "$(dirname "${BASH_SOURCE[0]}")/demo_sensitivity.sh" "$@";;
+    *) echo "DEMO must be 3d, 2d, defences, sensitivity or sensitivity2d but is ${DEMO}" >&2; exit 2;;
 esac
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 start=$(date +%s)
