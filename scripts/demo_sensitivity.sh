@@ -8,7 +8,8 @@
 # Wilcoxon tests between the models (Holm over every corruption, severity and region).
 #   DEMO_DATA        where the data go (default data/phantoms_3mm, or data/scenes_sensitivity for 2-D)
 #   NUM_CASES        phantom cases (default 40: 24 training, 4 validation, 12 test) / NUM_SCENES, NUM_TEST (2-D)
-#   DEMO_EPOCHS      epochs of every model (default 8 in 3-D, 12 in 2-D)
+#   DEMO_EPOCHS      epochs of every model (default 12; refreshes after epochs 4, 8 and 12, on crops of the
+#                    training patch size)
 #   DEMO_POLICIES    the arms (default "none uniform adaptive"; add monai (3-D) or trivial (2-D))
 #   DEMO_SEVERITIES  severities of the benchmark (default "[1, 3, 5]"; "[1, 2, 3, 4, 5]" for all)
 # Extra arguments are passed to every bundle run as overrides.
@@ -27,16 +28,18 @@ if [ "${DEMO}" = "sensitivity2d" ]; then
     echo "[demo sensitivity 2d] 1/3 offline scenes in Pascal VOC's layout -> $DATA"
     python scripts/make_scenes.py --output "$DATA" --num-train "${NUM_SCENES:-600}" --num-val "${NUM_TEST:-100}" \
         --seed 0 --overwrite
-    every=(--sensitivity_warmup_epochs 3 --sensitivity_every_epochs 3 --val_interval "$EPOCHS")
+    every=(--sensitivity_warmup_epochs 4 --sensitivity_every_epochs 4 --val_interval "$EPOCHS"
+           --sensitivity_crop_size "[128, 128]")
 else
     DATA="${DEMO_DATA:-data/phantoms_3mm_sensitivity}"
     BUNDLE=bundles/brats_unet3d
     PROFILE="'configs/cpu_demo.json'"
-    EPOCHS="${DEMO_EPOCHS:-8}"
+    EPOCHS="${DEMO_EPOCHS:-12}"
     echo "[demo sensitivity] 1/3 phantom BraTS cases at 3 mm -> $DATA"
     python scripts/make_phantoms.py --output "$DATA" --num-cases "${NUM_CASES:-40}" --seed 0 --spacing 3 \
         --num-workers 2 --fractions 0.6 0.1 0.3
-    every=(--sensitivity_warmup_epochs 2 --sensitivity_every_epochs 2 --val_interval "$EPOCHS")
+    every=(--sensitivity_warmup_epochs 4 --sensitivity_every_epochs 4 --val_interval "$EPOCHS"
+           --sensitivity_crop_size "[64, 64, 64]")
 fi
 CKPT="$BUNDLE/models/sensitivity_demo"
 OUT="$BUNDLE/eval/sensitivity_demo"
@@ -60,6 +63,7 @@ list=$(IFS=,; echo "[${models[*]}]")
 echo "[demo sensitivity] 3/3 the corruption benchmark (configs/corruptions.json) at severities $SEVERITIES on the test"
 echo "                   cases: every model clean and corrupted, paired Wilcoxon tests between them, Holm"
 quiet python -m monai.bundle run --config_file "[$train,'configs/corruptions.json',$PROFILE]" "${common[@]}" \
-    --corruption_models "$list" --corruption_severities "$SEVERITIES" "${overrides[@]}"
+    --checkpoint "$CKPT/${POLICIES[0]}/model.pt" --corruption_models "$list" --corruption_severities "$SEVERITIES" \
+    "${overrides[@]}"
 python scripts/sensitivity_verdict.py "$OUT/corruptions/report" --refreshes "$CKPT/adaptive/sensitivity"
 echo "[demo sensitivity] finished in $(( $(date +%s) - start )) s (set-up excluded)"

@@ -4,7 +4,8 @@
 #   ROBUSTSEG_VENV  where the virtual environment lives (default <repo>/.venv)
 #   PYTHON          interpreter that creates it (default python3.11, else python3)
 # Sourced from an interactive shell (`source scripts/setup_env.sh`) it leaves that shell's options as they were.
-_robustseg_shell_options="$(set +o)"
+_robustseg_shell_options="$(set +o)"  # a command substitution reports errexit as off: keep it from $-
+case $- in *e*) _robustseg_shell_options+=$'\nset -e';; esac
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROBUSTSEG_VENV:-$REPO_ROOT/.venv}"

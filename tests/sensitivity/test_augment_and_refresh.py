@@ -140,3 +140,16 @@ def test_sampler_table_ranks_levels_at_targets_by_the_interpolated_score() -> No
     analysis = OpAnalysis("blur", curve, 0.9, {0.0: 0.9, 0.5: 0.7, 1.0: 0.3})
     table = sampler_table({"blur": analysis})
     assert table["blur"] == [(0.25, pytest.approx(0.8)), (0.75, pytest.approx(0.5))]
+
+
+def test_foreground_crop_centres_on_the_label_and_pads_small_cases() -> None:
+    from robustseg.sensitivity.refresh import foreground_crop
+
+    image = torch.arange(20 * 20, dtype=torch.float32).view(1, 1, 20, 20)
+    label = torch.zeros(1, 1, 20, 20)
+    label[..., 14:18, 2:4] = 1
+    crop_image, crop_label = foreground_crop(image, label, [8, 8])
+    assert crop_image.shape == (1, 1, 8, 8) and crop_label.sum() == label.sum()
+    assert crop_image[0, 0, 0, 0] == image[0, 0, 11, 0]  # centre row (14 + 17) // 2 - 4 = 11, column clamped at 0
+    small, small_label = foreground_crop(image[..., :6, :6], label[..., :6, :6], [8, 8])
+    assert small.shape == (1, 1, 8, 8) and small[0, 0, 6:].abs().max() == 0

@@ -30,7 +30,16 @@ from robustseg.sensitivity.analysis import OpAnalysis, SensitivityCache, analyse
 from robustseg.sensitivity.curve import DEFAULT_TARGETS
 from robustseg.sensitivity.sampler import SensitivitySampler
 
-__all__ = ["Refreshed", "SensitivityRefresh", "case_score", "check_holdout", "deepest_layer", "split_holdout"]
+__all__ = [
+    "Refreshed",
+    "SensitivityRefresh",
+    "case_score",
+    "check_holdout",
+    "deepest_layer",
+    "foreground_crop",
+    "sampler_table",
+    "split_holdout",
+]
 
 
 def _files(entry: Mapping[str, Any]) -> set[str]:
@@ -165,6 +174,8 @@ class SensitivityRefresh:
             :func:`~robustseg.sensitivity.analysis.analyse_op`.
         a, b, clean_share, jitter: the sampler's (:class:`~robustseg.sensitivity.sampler.SensitivitySampler`).
         cache: keeps each (checkpoint, op) analysis so a resumed training does not redo it.
+        crop_size: analyse a crop of each case of this size, centred on its labelled foreground (the training's
+            patch size: one window of the inferer instead of a sliding window over the volume); ``None``: whole cases.
     """
 
     def __init__(
@@ -188,6 +199,7 @@ class SensitivityRefresh:
         clean_share: float | None = None,
         jitter: float = 0.1,
         cache: SensitivityCache | None = None,
+        crop_size: Sequence[int] | None = None,
     ) -> None:
         if len(cases) < 2:
             raise ValueError(f"the sensitivity analysis needs at least 2 held-out cases but has {len(cases)}.")
@@ -211,6 +223,8 @@ class SensitivityRefresh:
         }
         self.sampler_settings: dict[str, Any] = {"a": a, "b": b, "clean_share": clean_share, "jitter": jitter}
         self.cache = cache
+        self.crop_size = None if crop_size is None else [int(n) for n in crop_size]
+        self.analysis_settings["crop_size"] = self.crop_size
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -226,7 +240,7 @@ class SensitivityRefresh:
         for item in self.cases:
             image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(self.device)
             label = torch.as_tensor(item["label"]).as_subclass(torch.Tensor)[None].to(self.device)
-            out.append((image, label))
+            out.append(foreground_crop(image, label, self.crop_size) if self.crop_size else (image, label))
         return out
 
     def run(self, checkpoint_key: str, sampler_seed: int = 0) -> Refreshed:
@@ -264,6 +278,23 @@ class SensitivityRefresh:
             analyses[op] = analysis
         sampler = SensitivitySampler(sampler_table(analyses), seed=sampler_seed, **self.sampler_settings)
         return Refreshed(analyses, sampler, time.perf_counter() - start, evaluations, reused)
+
+
+def foreground_crop(image: torch.Tensor, label: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` and ``label`` ``(1, C, *spatial)`` cropped to ``size``, centred on the label's foreground (the
+    image's centre without one), zero-padded where the case is smaller."""
+    spatial = image.shape[2:]
+    if len(size) != len(spatial):
+        raise ValueError(f"the crop size {list(size)} has {len(size)} axes; the case has {len(spatial)}.")
+    where = label.as_subclass(torch.Tensor).ne(0).any(1)[0].nonzero()
+    centre = ((where.min(0).values + where.max(0).values) // 2).tolist() if len(where) else [n // 2 for n in spatial]
+    pad = [p for n, k in zip(reversed(spatial), reversed(size), strict=True) for p in (0, max(0, k - n))]
+    image, label = torch.nn.functional.pad(image, pad), torch.nn.functional.pad(label, pad)
+    slices = [slice(None), slice(None)]
+    for c, n, k in zip(centre, image.shape[2:], size, strict=True):
+        start = min(max(0, int(c) - k // 2), n - k)
+        slices.append(slice(start, start + k))
+    return image[tuple(slices)], label[tuple(slices)]
 
 
 def sampler_table(analyses: Mapping[str, OpAnalysis]) -> dict[str, list[tuple[float, float]]]:
