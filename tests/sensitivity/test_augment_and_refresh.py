@@ -151,5 +151,5 @@ def test_foreground_crop_centres_on_the_label_and_pads_small_cases() -> None:
     crop_image, crop_label = foreground_crop(image, label, [8, 8])
     assert crop_image.shape == (1, 1, 8, 8) and crop_label.sum() == label.sum()
     assert crop_image[0, 0, 0, 0] == image[0, 0, 11, 0]  # centre row (14 + 17) // 2 - 4 = 11, column clamped at 0
-    small, small_label = foreground_crop(image[..., :6, :6], label[..., :6, :6], [8, 8])
+    small, _ = foreground_crop(image[..., :6, :6], label[..., :6, :6], [8, 8])
     assert small.shape == (1, 1, 8, 8) and small[0, 0, 6:].abs().max() == 0
