@@ -39,7 +39,7 @@ else
     python scripts/make_phantoms.py --output "$DATA" --num-cases "${NUM_CASES:-40}" --seed 0 --spacing 3 \
         --num-workers 2 --fractions 0.6 0.1 0.3
     every=(--sensitivity_warmup_epochs 4 --sensitivity_every_epochs 4 --val_interval "$EPOCHS"
-           --sensitivity_crop_size "[64, 64, 64]")
+           --sensitivity_crop_size "[32, 32, 32]")
 fi
 CKPT="$BUNDLE/models/sensitivity_demo"
 OUT="$BUNDLE/eval/sensitivity_demo"

@@ -22,18 +22,8 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def verdict(report: Path, refreshes: Path | None = None, alpha: float = 0.05) -> dict[str, Any]:
-    """The summary of ``report`` (a corruption benchmark's report folder) and of the refresh records."""
-    settings = json.loads((report / "corruption.json").read_text())["settings"]
-    regions = settings["regions"]
-    summary = [r for r in _read(report / "summary.csv") if r["corruption"] == "all corruptions"]
-    models: dict[str, dict[str, Any]] = {}
-    for r in summary:
-        if r["region"] in regions:
-            models.setdefault(r["model"], {})[r["region"]] = {
-                k: float(r[k]) for k in ("clean", "overall", "degradation")
-            }
-    tests = _read(report / "model_tests.csv")
+def _pairs(tests: list[dict[str, str]], regions: list[str]) -> dict[str, dict[str, Any]]:
+    """Per pair of models and measure: how many tests, how many significant, which model was better."""
     pairs: dict[str, dict[str, Any]] = {}
     for t in tests:
         if t["region"] not in regions:
@@ -44,17 +34,42 @@ def verdict(report: Path, refreshes: Path | None = None, alpha: float = 0.05) ->
         if t["significant"] == "True":
             entry["significant"] += 1
             entry["better"][t["better"]] = entry["better"].get(t["better"], 0) + 1
+    return pairs
+
+
+PRIMARY = ("measure", "condition", "region", "model_a", "model_b", "n", "mean_a", "mean_b", "p_value", "p_holm")
+
+
+def verdict(report: Path, refreshes: Path | None = None) -> dict[str, Any]:
+    """The summary of ``report`` (a corruption benchmark's report folder) and of the refresh records."""
+    settings = json.loads((report / "corruption.json").read_text())["settings"]
+    regions = settings["regions"]
+    models: dict[str, dict[str, Any]] = {}
+    for r in _read(report / "summary.csv"):
+        if r["corruption"] == "all corruptions" and r["region"] in regions:
+            models.setdefault(r["model"], {})[r["region"]] = {
+                k: float(r[k]) for k in ("clean", "overall", "degradation")
+            }
+    primary = [
+        {**{k: t[k] for k in PRIMARY}, "significant": t["significant"] == "True", "better": t["better"]}
+        for t in _read(report / "primary_tests.csv")
+        if t["region"] in regions
+    ]
+    tests = _read(report / "model_tests.csv")
     out: dict[str, Any] = {
         "metric": settings["metric"],
         "cases": settings["cases"],
         "corruptions": len(settings["corruptions"]),
         "severities": settings["severities"],
         "models": models,
-        "tests_between_models": pairs,
+        "primary_tests": primary,
+        "tests_between_models": _pairs(tests, regions),
         "family": len(tests),
     }
     if refreshes is not None and refreshes.is_dir():
-        records = [json.loads(p.read_text()) for p in sorted(refreshes.glob("refresh_epoch*.json"))]
+        records = sorted(
+            (json.loads(p.read_text()) for p in refreshes.glob("refresh_epoch*.json")), key=lambda r: r["epoch"]
+        )
         if records:
             out["refreshes"] = {
                 "epochs": [r["epoch"] for r in records],
@@ -85,7 +100,14 @@ def main(argv: list[str] | None = None) -> None:
             for region, v in by_region.items()
         )
         print(f"  {model:<10} {cells}")
-    print(f"tests between models (paired two-sided Wilcoxon, Holm over all {result['family']} tests):")
+    print(f"primary tests, per-case ROOD overall (two-sided Wilcoxon, Holm over {len(result['primary_tests'])}):")
+    for t in result["primary_tests"]:
+        mark = f"better: {t['better']}" if t["significant"] else "not significant"
+        print(
+            f"  {t['measure']:<5} {t['condition']:<12} {t['region']:<5} {t['model_a']} {float(t['mean_a']):.3f} vs "
+            f"{t['model_b']} {float(t['mean_b']):.3f}: Holm p {float(t['p_holm']):.2g}, {mark}"
+        )
+    print(f"tests under every corruption and severity (Holm over all {result['family']} tests):")
     for pair, entry in result["tests_between_models"].items():
         better = ", ".join(f"{m} {n}" for m, n in sorted(entry["better"].items())) or "none"
         print(f"  {pair}: {entry['significant']} of {entry['tests']} significant (better: {better})")

@@ -136,8 +136,12 @@ class LabelScheme:
         if class_map.ndim >= 2 and class_map.shape[1] == 1:
             class_map = class_map[:, 0]
         class_map = class_map.long()
-        masks = [torch.isin(class_map, torch.tensor(c, device=class_map.device)) for c in self.regions.values()]
-        return torch.stack(masks, dim=1).float()
+        size = max((max(c, default=0) for c in self.regions.values()), default=0) + 2  # the last: in no region
+        table = torch.zeros((size, len(self.regions)), device=class_map.device)
+        for r, classes in enumerate(self.regions.values()):
+            table[list(classes), r] = 1.0
+        inside = (class_map >= 0) & (class_map < size - 1)
+        return table[torch.where(inside, class_map, size - 1)].movedim(-1, 1).contiguous()  # a look-up, not R isin
 
     def check_head(self, head: str) -> str:
         """``head`` if this scheme can read it: ``softmax``, or ``sigmoid`` when ``sigmoid_regions`` are set."""

@@ -76,3 +76,30 @@ def test_baseline_policies_train_on_the_same_split_without_refreshing(
     assert (folder / "model.pt").is_file() or any(folder.glob("*.pt"))
     assert not list(folder.glob("sensitivity/refresh_epoch*.json"))
     assert len(workflow.parser.get_parsed_content("sensitivity_dataset").data) == 2
+
+
+def test_the_2d_bundle_trains_adaptively_with_label_aware_natural_ops(tmp_path: Path) -> None:
+    from test_natural2d_bundle import TINY_2D
+
+    from robustseg.data.cli import make_datalist
+    from robustseg.data.scenes import SceneConfig, write_scenes
+
+    data = tmp_path / "scenes"
+    write_scenes(data, num_train=10, num_val=2, config=SceneConfig(size=32, object_size=(0.4, 0.7)), seed=0)
+    make_datalist(data, dataset="scenes", val_fraction=0.2)
+    bundle = tmp_path / "bundle"
+    import shutil
+
+    shutil.copytree(REPO / "bundles" / "natural2d_segmentation" / "configs", bundle / "configs")
+    files = [str(bundle / "configs" / "train.json"), SENSITIVITY]
+    quick = {**QUICK, "sensitivity_ops": ["rotate", "contrast_down"], "max_epochs": 1}
+    workflow = run_bundle(bundle, data, files, settings=TINY_2D, **quick)
+    parser = workflow.parser
+    assert parser.get_parsed_content("sensitivity_label_fill") == 255  # VOC's void comes in from outside
+    assert parser.get_parsed_content("sensitivity_renormalise") is False  # [0, 1] pixels, not z-scores
+    record = json.loads((bundle / "models" / "augment_adaptive" / "sensitivity" / "refresh_epoch1.json").read_text())
+    assert set(record["analyses"]) == {"rotate", "contrast_down"}
+    trivial = run_bundle(bundle, data, files, settings=TINY_2D, **{**quick, "sensitivity_policy": "trivial"})
+    assert type(trivial.parser.get_parsed_content("sensitivity_augmentation").sampler).__name__ == (
+        "TrivialAugmentSampler"
+    )

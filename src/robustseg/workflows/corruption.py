@@ -187,7 +187,7 @@ class CorruptionBenchmark:
 
     def run(self) -> dict[str, Any] | None:
         """Run (or resume) every model's sweep; on rank 0 returns rows, the summary, the tests and settings."""
-        from robustseg.evaluation.report.corruption import corruption_summary
+        from robustseg.evaluation.report.corruption import ROOD_OVERALL, case_rood_rows, corruption_summary
 
         self.load()
         outcomes = run_model_sweeps(self.sweeps)
@@ -196,7 +196,18 @@ class CorruptionBenchmark:
         rows = [{"model": name, **r} for name, outcome in outcomes.items() for r in outcome["rows"]]
         models = [m.name for m in self.models]
         tests: list[dict[str, Any]] = []
+        primary: list[dict[str, Any]] = []
         if len(models) > 1:
+            primary = compare_models(
+                case_rood_rows(rows, self.metric),
+                models,
+                conditions=[ROOD_OVERALL],
+                metric=self.metric,
+                measures=self.measures,
+                pairs=self.pairs,
+                alpha=self.alpha,
+                seed=self.seed,
+            )
             tests = compare_models(
                 rows,
                 models,
@@ -212,6 +223,7 @@ class CorruptionBenchmark:
             "summary": corruption_summary(rows, models, self.corruptions(), self.metric),
             "sweep_statistics": {name: outcome["statistics"] for name, outcome in outcomes.items()},
             "model_tests": tests,
+            "primary_tests": primary,
             "checks": {name: outcome["checks"] for name, outcome in outcomes.items()},
             "settings": self.settings(),
         }
@@ -300,11 +312,14 @@ def run_corruption_benchmark(
             outcome["model_tests"],
             settings,
             benchmark.gallery(),
+            outcome["primary_tests"],
         )
         print(corruption_headline(outcome["summary"], benchmark.regions(), benchmark.metric))
-        significant = sum(1 for r in outcome["model_tests"] if r.get("significant"))
-        if outcome["model_tests"]:
-            print(f"{significant} of {len(outcome['model_tests'])} tests between models significant (Holm)")
+        for name in ("primary_tests", "model_tests"):
+            if outcome[name]:
+                significant = sum(1 for r in outcome[name] if r.get("significant"))
+                family = "per-case ROOD overall" if name == "primary_tests" else "every corruption and severity"
+                print(f"{significant} of {len(outcome[name])} tests between models significant ({family}, Holm)")
         print(f"report: {report}")
         metrics: dict[str, float] = {}
         curves: dict[str, dict[int, float]] = {}

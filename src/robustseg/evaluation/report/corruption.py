@@ -98,6 +98,39 @@ def corruption_summary(
     return out
 
 
+ROOD_OVERALL = "rood_overall"
+"""The per-case summary condition: a case's ROOD overall score, averaged over the corruptions."""
+
+
+def case_rood_rows(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> list[dict[str, Any]]:
+    """Per model, case and region, the ROOD ``overall`` of the case's own scores (clean and at each severity), averaged
+    over the corruptions, as a row of condition :data:`ROOD_OVERALL` (with the case's clean rows, for the tests)."""
+    clean: dict[tuple[str, str, str], float] = {}
+    scored: dict[tuple[str, str, str], dict[str, dict[int, float]]] = {}
+    for r in rows:
+        key = (str(r["model"]), str(r["case_id"]), str(r["region"]))
+        if r["kind"] == CLEAN:
+            clean[key] = float(r[metric])
+        elif r["kind"] == "corruption":
+            scored.setdefault(key, {}).setdefault(str(r["attack"]), {})[int(float(r["eps"]))] = float(r[metric])
+    out: list[dict[str, Any]] = []
+    for key, value in clean.items():
+        model, case_id, region = key
+        out.append({"model": model, "case_id": case_id, "region": region, "condition": CLEAN, metric: value})
+        per_corruption = [rood_summary(value, by)["overall"] for by in scored.get(key, {}).values()]
+        if per_corruption:
+            out.append(
+                {
+                    "model": model,
+                    "case_id": case_id,
+                    "region": region,
+                    "condition": ROOD_OVERALL,
+                    metric: _nanmean(per_corruption),
+                }
+            )
+    return out
+
+
 def plot_corruption_curves(
     summary: Sequence[Mapping[str, Any]],
     models: Sequence[str],
@@ -197,6 +230,7 @@ def write_corruption_report(
     model_tests: Sequence[Mapping[str, Any]],
     settings: Mapping[str, Any],
     gallery: Sequence[tuple[str, np.ndarray]] = (),
+    primary_tests: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write the benchmark's tables (``scores.csv``, ``summary.csv``, ``statistics.csv``, ``model_tests.csv``,
     ``corruption.json``), figures and ``report.html`` into ``out_dir``; returns the page's path."""
@@ -211,9 +245,19 @@ def write_corruption_report(
     _write_csv(out / "statistics.csv", [{"model": m, **r} for m, rs in sweep_statistics.items() for r in rs])
     if model_tests:
         _write_csv(out / "model_tests.csv", model_tests)
+    if primary_tests:
+        _write_csv(out / "primary_tests.csv", primary_tests)
     (out / "corruption.json").write_text(
         json.dumps(
-            _json_ready({"settings": settings, "summary": list(summary), "model_tests": list(model_tests)}), indent=2
+            _json_ready(
+                {
+                    "settings": settings,
+                    "summary": list(summary),
+                    "primary_tests": list(primary_tests),
+                    "model_tests": list(model_tests),
+                }
+            ),
+            indent=2,
         )
         + "\n"
     )
@@ -238,6 +282,16 @@ def write_corruption_report(
         if r["corruption"] == ALL and r["region"] in shown_regions
     ]
     parts.append(_html_table(head, body, numeric_from=2))
+    if primary_tests:
+        parts.append("<h2>Primary tests between models: each case's ROOD overall score</h2>")
+        parts.append(
+            "<p>Per case and region, the ROOD overall of its own clean and corrupted scores, averaged over the "
+            "corruptions (<code>rood_overall</code>); paired two-sided Wilcoxon signed-rank tests between the models "
+            "on it (<code>score</code>) and on its drop from the case's clean score (<code>drop</code>), with the "
+            f"clean scores, Holm over these {len(primary_tests)} tests. This small family is the answer; the "
+            "tests under every corruption and severity below are a larger family of their own.</p>"
+        )
+        parts.append(_stats_table(primary_tests))
     parts.append(_figure_html(curves, f"mean {label} against severity, per corruption"))
     if gallery:
         figure = plot_gallery(gallery, out / "gallery.png")
