@@ -101,6 +101,7 @@ def test_the_held_out_slice_does_not_depend_on_order_and_never_shares_files_with
     random.Random(3).shuffle(shuffled)
     assert sorted(e["case_id"] for e in split_holdout(shuffled, 0.2, 2, 0)[1]) == sorted(e["case_id"] for e in held)
     assert len(split_holdout(entries(5), 0.1, 2, 0)[1]) == 2  # the minimum
+    assert len(split_holdout(entries(100), 0.2, 2, 0, maximum=8)[1]) == 8  # the maximum
     with pytest.raises(ValueError, match="too few"):
         split_holdout(entries(2), 0.5, 2, 0)
     check_holdout(held, {"validation": entries(30)[20:25], "testing": entries(30)[25:]})
@@ -118,6 +119,40 @@ def test_case_score_is_the_mean_dice_over_regions_by_hand() -> None:
     wt = 1.0  # WT: 32 predicted, 32 true
     et = tc = 0.0  # one true voxel, none predicted
     assert score == pytest.approx((et + tc + wt) / 3)
+
+
+@pytest.mark.parametrize("policy", ["brats", "brats2023", "ignore"])
+def test_case_score_equals_the_evaluations_region_metrics(policy: str) -> None:
+    from robustseg.data.natural import get_dataset
+    from robustseg.evaluation.metrics import mean_present, region_metrics
+
+    voc = get_dataset("voc").label_scheme()
+    for scheme, metric, shape in ((BRATS, "dice", (8, 8, 8)), (voc, "iou", (16, 16))):
+        g = torch.Generator().manual_seed(1)
+        k = len(scheme.class_names)
+        for trial in range(6):
+            label = torch.randint(0, min(k, 4), (1, 1, *shape), generator=g)
+            if trial == 1:
+                label[:] = 0  # empty regions
+            if scheme.ignore_index is not None:
+                label[..., 0, :] = scheme.ignore_index
+            logits = torch.randn((1, k, *shape), generator=g) * (3 if trial % 2 else 0.1)
+            if trial == 1:
+                logits = torch.zeros((1, k, *shape))
+            logits[:, 0] += 10.0 if trial in (1, 3) else 0.0  # a prediction of background only
+            got = case_score(scheme, "softmax", metric, policy)(logits, label)
+            classes = scheme.label_class_map(label)
+            values = region_metrics(
+                scheme.regions_from_logits(logits),
+                scheme.to_regions(classes),
+                scheme.region_names,
+                valid=scheme.valid_mask(classes),
+                empty_policy=policy,
+                hd95=False,
+                iou=metric == "iou",
+            )[0]
+            expected = mean_present([values[f"{r}_{metric}"] for r in scheme.region_names])
+            assert got == pytest.approx(expected, nan_ok=True), (scheme.class_names[:3], trial)
 
 
 def test_deepest_layer_finds_the_bottleneck_of_a_unet() -> None:

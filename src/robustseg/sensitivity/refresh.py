@@ -57,14 +57,21 @@ def _case_key(entry: Mapping[str, Any]) -> str:
 
 
 def split_holdout(
-    entries: Sequence[Mapping[str, Any]], fraction: float = 0.2, minimum: int = 2, seed: int = 0
+    entries: Sequence[Mapping[str, Any]],
+    fraction: float = 0.2,
+    minimum: int = 2,
+    seed: int = 0,
+    maximum: int | None = None,
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The training cases split into ``(train, holdout)``: ``max(minimum, round(fraction * n))`` cases held out,
-    those whose id hashes lowest with ``seed`` (the same cases whatever the datalist's order)."""
+    """The training cases split into ``(train, holdout)``: ``round(fraction * n)`` cases held out, at least
+    ``minimum`` and at most ``maximum``, those whose id hashes lowest with ``seed`` (the same cases whatever the
+    datalist's order)."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"the held-out fraction must be in (0, 1) but is {fraction!r}.")
     n = len(entries)
     k = max(int(minimum), round(fraction * n))
+    if maximum is not None:
+        k = max(int(minimum), min(k, int(maximum)))
     if n - k < 1:
         raise ValueError(
             f"the training split has {n} cases: too few to hold out {k} for the sensitivity analysis and train on the "
@@ -94,11 +101,13 @@ def case_score(
     scheme: LabelScheme, head: str = "softmax", metric: str = "dice", empty_policy: str = "brats"
 ) -> Callable[[torch.Tensor, torch.Tensor], float]:
     """``score(logits, label)`` of one case: the mean Dice over the scheme's regions, or the mIoU over the classes
-    in the case's truth or prediction."""
+    in the case's truth or prediction, as :func:`robustseg.evaluation.metrics.region_metrics` scores them (for a
+    softmax head from one confusion matrix, which is what a refresh's hundreds of calls can afford)."""
     policy = get_policy(empty_policy)
+    k = len(scheme.class_names)
+    members = [torch.tensor(sorted(c), dtype=torch.long) for c in scheme.regions.values()]
 
-    def score(logits: torch.Tensor, label: torch.Tensor) -> float:
-        classes = scheme.label_class_map(label, "label")
+    def by_regions(logits: torch.Tensor, classes: torch.Tensor) -> float:
         pred = scheme.regions_from_logits(logits, head=head)
         values = region_metrics(
             pred,
@@ -109,7 +118,30 @@ def case_score(
             hd95=False,
             iou=metric == "iou",
         )[0]
-        scores = [values[f"{r}_{metric}"] for r in scheme.region_names]
+        return mean_present([values[f"{r}_{metric}"] for r in scheme.region_names])
+
+    def score(logits: torch.Tensor, label: torch.Tensor) -> float:
+        classes = scheme.label_class_map(label, "label")
+        if head != "softmax" or logits.shape[0] != 1:
+            return by_regions(logits, classes)
+        truth = classes[0, 0].reshape(-1)
+        pred = logits[0].argmax(0).reshape(-1)
+        valid = scheme.valid_mask(truth)
+        truth, pred = truth[valid], pred[valid]
+        if truth.numel() and (int(truth.min()) < 0 or int(truth.max()) >= k):
+            return by_regions(logits, classes)  # values outside the classes: the general path says which
+        confusion = torch.bincount(truth * k + pred, minlength=k * k).view(k, k).double().cpu()
+        scores = []
+        for c in members:
+            inter = float(confusion[c][:, c].sum())
+            truth_size, pred_size = float(confusion[c].sum()), float(confusion[:, c].sum())
+            if metric == "iou":
+                union = truth_size + pred_size - inter
+                scores.append(inter / union if union > 0 else math.nan)
+                continue
+            total = truth_size + pred_size
+            dice = 2 * inter / total if total > 0 else policy.both_empty_dice
+            scores.append(math.nan if policy.ignore_empty_truth and truth_size == 0 else dice)
         return mean_present(scores)
 
     return score
