@@ -7,9 +7,10 @@
 # BraTS-C, or the common corruptions of natural images) on the test cases, clean and corrupted, with paired
 # Wilcoxon tests between the models (Holm over every corruption, severity and region).
 #   DEMO_DATA        where the data go (default data/phantoms_3mm, or data/scenes_sensitivity for 2-D)
-#   NUM_CASES        phantom cases (default 40: 24 training, 4 validation, 12 test) / NUM_SCENES, NUM_TEST (2-D)
-#   DEMO_EPOCHS      epochs of every model (default 12; refreshes after epochs 4, 8 and 12, on crops of the
-#                    training patch size)
+#   NUM_CASES        phantom cases (default 40: 24 training, 4 validation, 12 test); 2-D: NUM_SCENES (default
+#                    1200 of the train split, 10 % of them validation) and NUM_TEST (default 100 test scenes)
+#   DEMO_EPOCHS      epochs of every model (3-D: default 12, refreshes after epochs 4, 8 and 12 on 32^3 crops of 2
+#                    held-out cases; 2-D: default 15, refreshes after 5, 10 and 15 on 8 held-out scenes)
 #   DEMO_POLICIES    the arms (default "none uniform adaptive"; add monai (3-D) or trivial (2-D))
 #   DEMO_SEVERITIES  severities of the benchmark (default "[1, 3, 5]"; "[1, 2, 3, 4, 5]" for all)
 # Extra arguments are passed to every bundle run as overrides.
@@ -24,12 +25,12 @@ if [ "${DEMO}" = "sensitivity2d" ]; then
     DATA="${DEMO_DATA:-data/scenes_sensitivity}"
     BUNDLE=bundles/natural2d_segmentation
     PROFILE="'$BUNDLE/configs/cpu_demo.json'"
-    EPOCHS="${DEMO_EPOCHS:-12}"
+    EPOCHS="${DEMO_EPOCHS:-15}"
     echo "[demo sensitivity 2d] 1/3 offline scenes in Pascal VOC's layout -> $DATA"
-    python scripts/make_scenes.py --output "$DATA" --num-train "${NUM_SCENES:-600}" --num-val "${NUM_TEST:-100}" \
+    python scripts/make_scenes.py --output "$DATA" --num-train "${NUM_SCENES:-1200}" --num-val "${NUM_TEST:-100}" \
         --seed 0 --overwrite
-    every=(--sensitivity_warmup_epochs 4 --sensitivity_every_epochs 4 --val_interval "$EPOCHS"
-           --sensitivity_crop_size "[128, 128]")
+    every=(--sensitivity_warmup_epochs 5 --sensitivity_every_epochs 5 --val_interval "$EPOCHS"
+           --sensitivity_crop_size "[128, 128]" --sensitivity_holdout_maximum 8)
 else
     DATA="${DEMO_DATA:-data/phantoms_3mm_sensitivity}"
     BUNDLE=bundles/brats_unet3d

@@ -206,8 +206,9 @@ class SensitivityRefresh:
             :func:`~robustseg.sensitivity.analysis.analyse_op`.
         a, b, clean_share, jitter: the sampler's (:class:`~robustseg.sensitivity.sampler.SensitivitySampler`).
         cache: keeps each (checkpoint, op) analysis so a resumed training does not redo it.
-        crop_size: analyse a crop of each case of this size, centred on its labelled foreground (the training's
-            patch size: one window of the inferer instead of a sliding window over the volume); ``None``: whole cases.
+        crop_size: analyse a crop of each case of this size, centred on its labelled foreground, by the network
+            itself (the crop is one window: no sliding window, no padding to the inferer's window); ``None``: whole
+            cases through ``predict``.
     """
 
     def __init__(
@@ -279,8 +280,9 @@ class SensitivityRefresh:
         """Analyse every op for the model as it is now (``checkpoint_key`` names its weights in the cache)."""
         start = time.perf_counter()
         cases = self._loaded()
+        predict = None if self.crop_size else self.predict
         if self.feature_layer is None:
-            self.feature_layer = deepest_layer(self.network, cases[0][0], self.predict)
+            self.feature_layer = deepest_layer(self.network, cases[0][0], predict)
         settings = {**self.analysis_settings, "feature_layer": self.feature_layer, "cases": len(cases)}
         analyses: dict[str, OpAnalysis] = {}
         evaluations = reused = 0
@@ -295,7 +297,7 @@ class SensitivityRefresh:
                 op,
                 self.score,
                 self.feature_layer,
-                predict=self.predict,
+                predict=predict,
                 seed=settings["seed"],
                 tol=settings["tol"],
                 max_evaluations=settings["max_evaluations"],
