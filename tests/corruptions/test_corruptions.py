@@ -261,3 +261,39 @@ def test_rood_summary_against_a_hand_computation():
     assert summary["degradation"] == pytest.approx(0.8 - 243 / 422)
     assert rood_summary(0.8, {s: 0.8 for s in SEVERITIES}) == {"overall": pytest.approx(0.8), "degradation": 0}
     assert math.isnan(rood_summary(0.8, {})["overall"])
+
+
+def test_rigid_motion_matches_scipy_affine_transform():
+    from robustseg.corruptions.mri import _rotation, rigid
+
+    x = brain_case((1, 20, 24, 16))
+    spacing = (1.0, 2.0, 1.5)
+    rotation = _rotation([math.radians(a) for a in (4.0, -3.0, 6.0)])
+    shift = [2.0, -3.0, 1.0]
+    got = rigid(x, rotation, shift, spacing).numpy()[0, 0]
+    s = np.diag(spacing)
+    matrix = np.linalg.inv(s) @ rotation.numpy().T @ s
+    centre = (np.array(x.shape[2:]) - 1) / 2
+    offset = centre - matrix @ centre - np.linalg.inv(s) @ rotation.numpy().T @ np.array(shift)
+    expected = ndimage.affine_transform(x.numpy()[0, 0], matrix, offset, order=1, mode="constant", cval=0.0)
+    np.testing.assert_allclose(got[2:-2, 2:-2, 2:-2], expected[2:-2, 2:-2, 2:-2], atol=1e-6)
+
+
+def test_motion_composes_kspace_segments_of_the_moved_head_and_keeps_the_centre_pose():
+    from robustseg.corruptions.mri import motion_from_poses
+
+    x = brain_case()
+    axis = 3  # the second spatial axis (24 voxels) is the phase-encoding axis
+    bounds = [0, 6, 24]  # the second segment holds the centre (12): it keeps the label's pose
+    pose = (torch.eye(3, dtype=torch.float64), [2.0, 0.0, 0.0])  # 2 mm = one voxel along the first axis
+    got = motion_from_poses(x, [pose, None], bounds, axis, (2.0, 2.0, 2.0)).numpy()
+    raw = x.numpy()
+    moved = np.roll(raw, 1, axis=2)
+    moved[:, :, 0] = 0
+    axes = (2, 3, 4)
+    spectrum = np.fft.fftshift(np.fft.fftn(raw, axes=axes), axes=axes)
+    spectrum[:, :, :, 0:6] = np.fft.fftshift(np.fft.fftn(moved, axes=axes), axes=axes)[:, :, :, 0:6]
+    expected = np.abs(np.fft.ifftn(np.fft.ifftshift(spectrum, axes=axes), axes=axes))
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    still = motion_from_poses(x, [None, None], bounds, axis, (2.0, 2.0, 2.0))
+    torch.testing.assert_close(still, x)

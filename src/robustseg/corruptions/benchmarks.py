@@ -81,6 +81,14 @@ BRATS_C: dict[str, Corruption] = {
             about="thick slices: one axis downsampled and interpolated back",
         ),
         Corruption(
+            "motion",
+            "mri",
+            _ladder(degrees=_linear(1.0, 5.0), translation_mm=_linear(2.0, 10.0), transforms=[2, 4, 6, 8, 10]),
+            mri.motion,
+            True,
+            about="head motion during the scan: k-space segments acquired in other rigid poses",
+        ),
+        Corruption(
             "sequence_swap",
             "mri",
             _ladder(share=_linear(0.2, 1.0)),
@@ -117,8 +125,8 @@ BRATS_C: dict[str, Corruption] = {
         ),
     )
 }
-"""BraTS-C: the ROOD-MRI ladders (motion and the geometric ones, which move the label, left out) and the failures
-of BraTS pipelines."""
+"""BraTS-C: the ROOD-MRI ladders (the geometric ones, affine and elastic, which move the label, left out) and the
+failures of BraTS pipelines."""
 
 NATURAL_C: dict[str, Corruption] = {
     c.name: c

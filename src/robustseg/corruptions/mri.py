@@ -13,7 +13,10 @@ the corrupted batch. The ROOD-MRI ladders (Boone et al. 2023):
   gamma 0.86 .. 0.30 / 1.4 .. 3.0, scaled back;
 - ``ghosting``: k-space planes of a seeded phase-encoding axis whose frequency is a non-zero multiple of n scaled by
   ``1 - a`` (TorchIO's RandomGhosting; the centre plane kept), n = 3 .. 11 ghosts, intensity a = 0.5 .. 2.5;
-- ``downsampling``: a seeded axis area-downsampled by 2.8 .. 10, then linearly upsampled back (thick slices).
+- ``downsampling``: a seeded axis area-downsampled by 2.8 .. 10, then linearly upsampled back (thick slices);
+- ``motion``: the scan acquired in 2 .. 10 segments of k-space along a seeded phase-encoding axis, the head in
+  another seeded rigid pose (rotations up to 1 .. 5 degrees, translations up to 2 .. 10 mm) during each segment but
+  the one holding the k-space centre, which keeps the pose the label has (TorchIO's RandomMotion, as k-space edits).
 
 Failures BraTS pipelines meet (Wang et al. 2022), on ladders of their own:
 
@@ -33,6 +36,7 @@ on the case's brain mask (the voxels nonzero in some sequence) by the benchmark;
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +52,8 @@ __all__ = [
     "ghosting",
     "misregistration",
     "missing_sequence",
+    "motion",
+    "motion_from_poses",
     "rician_noise",
     "sequence_swap",
     "skull_strip",
@@ -167,6 +173,81 @@ def downsampling(x: torch.Tensor, factor: float, setting: Setting) -> torch.Tens
     down = F.interpolate(x, size=size, mode="area")
     mode = "bilinear" if x.ndim == 4 else "trilinear"
     return _on_channels(x, setting, F.interpolate(down, size=x.shape[2:], mode=mode, align_corners=False))
+
+
+def _rotation(angles: list[float]) -> torch.Tensor:
+    """The rotation matrix of Euler angles (radians): one angle in 2-D, three (about each axis) in 3-D."""
+    if len(angles) == 1:
+        c, s_ = math.cos(angles[0]), math.sin(angles[0])
+        return torch.tensor([[c, -s_], [s_, c]], dtype=torch.float64)
+    out = torch.eye(3, dtype=torch.float64)
+    for axis, a in enumerate(angles):
+        c, s_ = math.cos(a), math.sin(a)
+        i, j = [k for k in range(3) if k != axis]
+        r = torch.eye(3, dtype=torch.float64)
+        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s_, s_, c
+        out = r @ out
+    return out
+
+
+def rigid(x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]) -> torch.Tensor:
+    """``x`` moved rigidly about its centre (rotation matrix in physical space, shift in mm per axis), linear
+    interpolation, zeros outside."""
+    dims = x.ndim - 2
+    half = torch.tensor([(n - 1) / 2 * s for n, s in zip(x.shape[2:], spacing, strict=True)], dtype=torch.float64)
+    # grid_sample's coordinates run from the last axis to the first; work in (axis 0, axis 1, ...) and flip
+    to_unit = torch.diag(1 / half)
+    linear = to_unit @ rotation.T @ torch.diag(half)  # output unit coordinates -> input unit coordinates
+    offset = -(to_unit @ rotation.T @ torch.tensor(shift_mm, dtype=torch.float64))
+    flip = list(range(dims))[::-1]
+    theta = torch.cat([linear[flip][:, flip], offset[flip, None]], dim=1)[None].to(x.dtype)
+    grid = F.affine_grid(theta.expand(x.shape[0], -1, -1), list(x.shape), align_corners=True)
+    return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def motion_from_poses(
+    x: torch.Tensor,
+    poses: list[tuple[torch.Tensor, list[float]]],
+    bounds: list[int],
+    axis: int,
+    spacing: tuple[float, ...],
+) -> torch.Tensor:
+    """The magnitude image of k-space composed along ``axis`` (centred frequencies): segment ``j`` (``bounds[j]`` to
+    ``bounds[j + 1]``) from ``x`` in pose ``poses[j]`` (``None``: as it is)."""
+    axes = spatial_axes(x)
+
+    def spectrum(image: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fftshift(torch.fft.fftn(image, dim=axes), dim=axes)
+
+    out = spectrum(x)
+    for j, pose in enumerate(poses):
+        lo, hi = bounds[j], bounds[j + 1]
+        if pose is None or hi <= lo:
+            continue
+        moved = spectrum(rigid(x, pose[0], pose[1], spacing))
+        out.narrow(axis, lo, hi - lo).copy_(moved.narrow(axis, lo, hi - lo))
+    return torch.fft.ifftn(torch.fft.ifftshift(out, dim=axes), dim=axes).abs().to(x.dtype)
+
+
+def motion(x: torch.Tensor, degrees: float, translation_mm: float, transforms: float, setting: Setting) -> torch.Tensor:
+    """Motion during the scan (see the module): ``transforms`` k-space segments, seeded poses."""
+    g = setting.generator
+    axis = seeded_axis(x, g)
+    dims = x.ndim - 2
+    size = x.shape[axis]
+    n = max(1, round(transforms))
+    cuts = sorted(int(c) for c in (torch.rand(n - 1, generator=g, dtype=torch.float64) * size).tolist())
+    bounds = [0, *cuts, size]
+    poses: list[Any] = []
+    for j in range(n):
+        planes = 1 if dims == 2 else 3
+        angles = [
+            math.radians(float(a)) for a in (torch.rand(planes, generator=g, dtype=torch.float64) * 2 - 1) * degrees
+        ]
+        shift = [float(t) for t in (torch.rand(dims, generator=g, dtype=torch.float64) * 2 - 1) * translation_mm]
+        holds_centre = bounds[j] <= size // 2 < bounds[j + 1]
+        poses.append(None if holds_centre else (_rotation(angles), shift))
+    return _on_channels(x, setting, motion_from_poses(x, poses, bounds, axis, setting.spacing_for(x)))
 
 
 def _pair(x: torch.Tensor, setting: Setting) -> tuple[int, int]:
