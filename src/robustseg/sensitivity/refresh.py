@@ -258,6 +258,7 @@ class SensitivityRefresh:
         self.cache = cache
         self.crop_size = None if crop_size is None else [int(n) for n in crop_size]
         self.analysis_settings["crop_size"] = self.crop_size
+        self._cases: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -269,12 +270,16 @@ class SensitivityRefresh:
         }
 
     def _loaded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out = []
-        for item in self.cases:
-            image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(self.device)
-            label = torch.as_tensor(item["label"]).as_subclass(torch.Tensor)[None].to(self.device)
-            out.append(foreground_crop(image, label, self.crop_size) if self.crop_size else (image, label))
-        return out
+        """The held-out cases as batches of one (cropped), read and preprocessed once: they do not change between
+        refreshes."""
+        if self._cases is None:
+            out = []
+            for item in self.cases:
+                image = torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(self.device)
+                label = torch.as_tensor(item["label"]).as_subclass(torch.Tensor)[None].to(self.device)
+                out.append(foreground_crop(image, label, self.crop_size) if self.crop_size else (image, label))
+            self._cases = out
+        return self._cases
 
     def run(self, checkpoint_key: str, sampler_seed: int = 0) -> Refreshed:
         """Analyse every op for the model as it is now (``checkpoint_key`` names its weights in the cache)."""

@@ -35,7 +35,7 @@ from robustseg.workflows import distributed
 from robustseg.workflows.attack_sweep import _metric_name, selfcheck_tags
 from robustseg.workflows.compare import parse_models
 from robustseg.workflows.provenance import provenance
-from robustseg.workflows.sweep import ConditionSweep, _transform_names, run_model_sweeps
+from robustseg.workflows.sweep import ConditionSweep, run_model_sweeps, transform_names
 
 __all__ = ["CorruptionBenchmark", "run_corruption_benchmark"]
 
@@ -174,7 +174,7 @@ class CorruptionBenchmark:
             "corruptions": self.corruptions(),
             "severities": sorted({c.severity for c in self.conditions}),
             "regions": self.regions(),
-            "normalisation": _transform_names(self.normalisation),
+            "normalisation": transform_names(self.normalisation),
             "metric": self.metric,
             "measures": self.measures,
             "pairs": self.pairs,

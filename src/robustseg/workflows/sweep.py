@@ -75,6 +75,7 @@ __all__ = [
     "columns_for",
     "prefetched",
     "run_model_sweeps",
+    "transform_names",
     "worst_case_rows",
 ]
 
@@ -314,7 +315,7 @@ class ConditionSweep:
             "network": network_signature(self.network),
             "inferer": inferer_signature(self.inferer),
             "case_ids": self.case_ids(),
-            **({"normalisation": _transform_names(self.normalise)} if self.normalise is not None else {}),
+            **({"normalisation": transform_names(self.normalise)} if self.normalise is not None else {}),
         }
 
     def load(self) -> None:
@@ -668,7 +669,7 @@ def run_model_sweeps(sweeps: Mapping[str, ConditionSweep]) -> dict[str, dict[str
     return outcomes if distributed.is_rank0() else None
 
 
-def _transform_names(transform: Any) -> list[str]:
+def transform_names(transform: Any) -> list[str]:
     """The class names of a ``Compose``'s transforms (or of one transform): the normalisation in a fingerprint."""
     return [type(t).__name__ for t in getattr(transform, "transforms", [transform])]
 
