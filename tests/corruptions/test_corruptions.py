@@ -264,11 +264,11 @@ def test_rood_summary_against_a_hand_computation():
 
 
 def test_rigid_motion_matches_scipy_affine_transform():
-    from robustseg.corruptions.mri import _rotation, rigid
+    from robustseg.corruptions.geometric import rigid, rotation_matrix
 
     x = brain_case((1, 20, 24, 16))
     spacing = (1.0, 2.0, 1.5)
-    rotation = _rotation([math.radians(a) for a in (4.0, -3.0, 6.0)])
+    rotation = rotation_matrix([math.radians(a) for a in (4.0, -3.0, 6.0)])
     shift = [2.0, -3.0, 1.0]
     got = rigid(x, rotation, shift, spacing).numpy()[0, 0]
     s = np.diag(spacing)

@@ -35,6 +35,8 @@ class Perturbed:
         image: the perturbed input ``(1, C, *spatial)``, a copy of the clean one (a MetaTensor keeps its affine).
         logits: the model's output at ``image`` when the condition already computed it (attacks do), else ``None``.
         linf, l2, psnr_db: size of ``image - clean`` in the input's unit (PSNR in dB over the masked voxels).
+        label: the ground truth as the condition left it, when it moved the anatomy (a geometric corruption): the
+            case is scored against it; ``None``: the case's own label.
     """
 
     image: torch.Tensor
@@ -42,6 +44,7 @@ class Perturbed:
     linf: float
     l2: float
     psnr_db: float
+    label: torch.Tensor | None = None
 
 
 @dataclass
@@ -87,8 +90,10 @@ class CaseContext:
         with torch.no_grad():
             return self.forward(self.image)
 
-    def perturbed(self, image: torch.Tensor, logits: torch.Tensor | None = None) -> Perturbed:
-        """A :class:`Perturbed` of ``image`` with its size against the clean input measured."""
+    def perturbed(
+        self, image: torch.Tensor, logits: torch.Tensor | None = None, label: torch.Tensor | None = None
+    ) -> Perturbed:
+        """A :class:`Perturbed` of ``image`` (and the moved ``label``) with its size against the clean input."""
         clean = self.image.detach().as_subclass(torch.Tensor)
         change = image.detach().as_subclass(torch.Tensor) - clean
         mask = self.mask if self.mask is not None else torch.ones_like(clean[:, :1])
@@ -98,6 +103,7 @@ class CaseContext:
             linf=float(per_sample_norm(change, "linf")[0]),
             l2=float(per_sample_norm(change, "l2")[0]),
             psnr_db=float(psnr_db(clean, change, mask)[0]),
+            label=label,
         )
 
 

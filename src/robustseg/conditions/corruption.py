@@ -4,7 +4,9 @@
 field or a missing sequence reaches the model the way a real one would), runs the bundle's normalisation on it and
 hands the result to the sweep. The draw is seeded by the sweep's seed, the case and the corruption's name, not its
 severity: the five severities of a case share one bias field pattern, one ghosting axis, one noise draw, scaled by
-the ladder, so a curve of score against severity measures the severity and not the luck of five draws.
+the ladder, so a curve of score against severity measures the severity and not the luck of five draws. A
+geometric corruption (``affine``, ``elastic``) moves the case's label on the same grid, and the case is scored
+against the moved label.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from robustseg.conditions.base import CaseContext, Condition, Perturbed
-from robustseg.corruptions import BENCHMARKS, SEVERITIES, corrupt, get_corruption
+from robustseg.corruptions import BENCHMARKS, SEVERITIES, corrupt_with_label, get_corruption
 
 __all__ = ["CorruptionCondition", "corruption_conditions"]
 
@@ -59,6 +61,7 @@ class CorruptionCondition(Condition):
             "parameters": self.parameters,
             "channels": self.channels if self.channels is not None else self.corruption.channels,
             "on_brain": self.corruption.on_brain,
+            **({"moves_label": True} if self.corruption.moves_label else {}),
             **({"pixel_max": self.pixel_max} if self.corruption.domain == "natural" else {}),
         }
 
@@ -69,8 +72,9 @@ class CorruptionCondition(Condition):
                 "the preprocessing; build it with normalise= (configs/corruptions.json passes the contract's "
                 "raw_preprocessing and intensity_normalisation)."
             )
-        corrupted = corrupt(
+        corrupted, label = corrupt_with_label(
             case.raw.detach(),
+            case.label,
             self.corruption.name,
             self.severity,
             seed=case.seed_for(self.name),
@@ -78,7 +82,8 @@ class CorruptionCondition(Condition):
             channels=self.channels,
             pixel_max=self.pixel_max,
         )
-        return case.perturbed(case.normalise(corrupted))
+        moved = label if self.corruption.moves_label else None
+        return case.perturbed(case.normalise(corrupted), label=moved)
 
 
 def corruption_conditions(

@@ -15,6 +15,7 @@ from robustseg.corruptions.benchmarks import (
     NATURAL_C,
     brain_mask,
     corrupt,
+    corrupt_with_label,
     get_corruption,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "Setting",
     "brain_mask",
     "corrupt",
+    "corrupt_with_label",
     "get_corruption",
     "rood_summary",
     "severity_weight",

@@ -46,10 +46,13 @@ class Corruption:
         name: its name in configs and reports.
         domain: ``mri`` (raw intensities, 2-D or 3-D) or ``natural`` (RGB pixels, 2-D).
         ladder: the function's keyword parameters at severity 1..5.
-        function: ``function(x, **ladder[s - 1], setting=setting) -> x'`` on a batch ``(B, C, *spatial)``.
+        function: ``function(x, **ladder[s - 1], setting=setting) -> x'`` on a batch ``(B, C, *spatial)``; for a
+            corruption that ``moves_label``, the sampling grid that moves image and label alike
+            (:mod:`robustseg.corruptions.geometric`).
         on_brain: put the output back on the brain mask (an artefact of acquisition, before skull stripping).
         channels: the default sequences it acts on (``None``: all).
         about: one line for the report.
+        moves_label: a geometric corruption: the anatomy moves, and the ground truth with it.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Corruption:
     on_brain: bool = False
     channels: tuple[int, ...] | None = None
     about: str = ""
+    moves_label: bool = False
 
     def parameters(self, severity: int) -> dict[str, float]:
         """The parameters of ``severity`` (1..5)."""

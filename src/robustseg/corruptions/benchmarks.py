@@ -6,10 +6,19 @@ from collections.abc import Sequence
 
 import torch
 
-from robustseg.corruptions import mri, natural
+from robustseg.corruptions import geometric, mri, natural
 from robustseg.corruptions.base import Corruption, Setting
 
-__all__ = ["BENCHMARKS", "BRATS_C", "CORRUPTIONS", "NATURAL_C", "brain_mask", "corrupt", "get_corruption"]
+__all__ = [
+    "BENCHMARKS",
+    "BRATS_C",
+    "CORRUPTIONS",
+    "NATURAL_C",
+    "brain_mask",
+    "corrupt",
+    "corrupt_with_label",
+    "get_corruption",
+]
 
 
 def _ladder(**steps: Sequence[float]) -> tuple[dict[str, float], ...]:
@@ -89,6 +98,22 @@ BRATS_C: dict[str, Corruption] = {
             about="head motion during the scan: k-space segments acquired in other rigid poses",
         ),
         Corruption(
+            "affine",
+            "mri",
+            _ladder(degrees=_linear(6.0, 30.0), translation_mm=_linear(8.0, 40.0)),
+            geometric.affine,
+            about="the head moved rigidly (angles, shifts in mm per axis); the label moves with it",
+            moves_label=True,
+        ),
+        Corruption(
+            "elastic",
+            "mri",
+            _ladder(displacement_mm=_linear(6.0, 30.0)),
+            geometric.elastic,
+            about="a smooth elastic deformation (B-spline, coefficients in mm); the label moves with it",
+            moves_label=True,
+        ),
+        Corruption(
             "sequence_swap",
             "mri",
             _ladder(share=_linear(0.2, 1.0)),
@@ -125,7 +150,7 @@ BRATS_C: dict[str, Corruption] = {
         ),
     )
 }
-"""BraTS-C: the ROOD-MRI ladders (the geometric ones, affine and elastic, which move the label, left out) and the
+"""BraTS-C: the ROOD-MRI ladders (the geometric ones, affine and elastic, move the label with the image) and the
 failures of BraTS pipelines."""
 
 NATURAL_C: dict[str, Corruption] = {
@@ -159,6 +184,26 @@ def brain_mask(x: torch.Tensor) -> torch.Tensor:
     return x.ne(0).any(1, keepdim=True)
 
 
+def _prepared(
+    image: torch.Tensor,
+    name: str,
+    severity: int,
+    seed: int,
+    spacing: Sequence[float] | None,
+    channels: Sequence[int] | None,
+    pixel_max: float,
+) -> tuple[Corruption, torch.Tensor, torch.Tensor]:
+    """The corruption, the plain float batch and the function's output (an image, or a sampling grid)."""
+    corruption = get_corruption(name)
+    parameters = corruption.parameters(int(severity))
+    if not torch.is_floating_point(image):
+        image = image.float()
+    x = image.as_subclass(torch.Tensor)
+    chosen = corruption.channels if channels is None else tuple(int(c) for c in channels)
+    setting = Setting(torch.Generator().manual_seed(int(seed)), spacing, chosen, float(pixel_max))
+    return corruption, x, corruption.function(x, **parameters, setting=setting)
+
+
 def corrupt(
     image: torch.Tensor,
     name: str,
@@ -176,15 +221,39 @@ def corrupt(
         spacing: voxel size in mm per spatial axis (MRI; ``None``: 1 mm).
         channels: the sequences it acts on (default: the corruption's own, e.g. FLAIR for ``missing_sequence``).
         pixel_max: white in raw natural-image pixels.
+
+    A geometric corruption moves the image only here; :func:`corrupt_with_label` moves its label too.
     """
-    corruption = get_corruption(name)
-    parameters = corruption.parameters(int(severity))
-    if not torch.is_floating_point(image):
-        image = image.float()
-    x = image.as_subclass(torch.Tensor)
-    chosen = corruption.channels if channels is None else tuple(int(c) for c in channels)
-    setting = Setting(torch.Generator().manual_seed(int(seed)), spacing, chosen, float(pixel_max))
-    out = corruption.function(x, **parameters, setting=setting)
+    corruption, x, out = _prepared(image, name, severity, seed, spacing, channels, pixel_max)
+    if corruption.moves_label:
+        return geometric.move(x, out)
     if corruption.on_brain:
         out = out * brain_mask(x)
     return out.to(x.dtype)
+
+
+def corrupt_with_label(
+    image: torch.Tensor,
+    label: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int = 0,
+    spacing: Sequence[float] | None = None,
+    channels: Sequence[int] | None = None,
+    pixel_max: float = 255.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`corrupt`, and ``label`` (a class map ``(B, 1, *spatial)``) as the corruption leaves it: moved by the
+    same grid (nearest neighbour; background outside the field of view) when it ``moves_label``, else unchanged."""
+    corruption = get_corruption(name)
+    if not corruption.moves_label:
+        return corrupt(image, name, severity, seed=seed, spacing=spacing, channels=channels, pixel_max=pixel_max), label
+    _, x, grid = _prepared(image, name, severity, seed, spacing, channels, pixel_max)
+    plain = label.as_subclass(torch.Tensor)
+    if plain.shape[0] != x.shape[0] or plain.shape[2:] != x.shape[2:]:
+        raise ValueError(
+            f"{name} moves the label with the image, but the label {tuple(plain.shape)} does not match the image "
+            f"{tuple(x.shape)} (a class map (B, 1, *spatial) on the image's grid is needed)."
+        )
+    moved = geometric.move(plain.to(grid.dtype), grid.to(plain.device), mode="nearest").round().to(plain.dtype)
+    return geometric.move(x, grid), moved

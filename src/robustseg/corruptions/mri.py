@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from robustseg.corruptions.base import Setting
+from robustseg.corruptions.geometric import rigid, rotation_matrix
 from robustseg.sensitivity.perturbations import foreground_std, frequencies, legendre_basis, spatial_axes
 
 __all__ = [
@@ -175,36 +176,6 @@ def downsampling(x: torch.Tensor, factor: float, setting: Setting) -> torch.Tens
     return _on_channels(x, setting, F.interpolate(down, size=x.shape[2:], mode=mode, align_corners=False))
 
 
-def _rotation(angles: list[float]) -> torch.Tensor:
-    """The rotation matrix of Euler angles (radians): one angle in 2-D, three (about each axis) in 3-D."""
-    if len(angles) == 1:
-        c, s_ = math.cos(angles[0]), math.sin(angles[0])
-        return torch.tensor([[c, -s_], [s_, c]], dtype=torch.float64)
-    out = torch.eye(3, dtype=torch.float64)
-    for axis, a in enumerate(angles):
-        c, s_ = math.cos(a), math.sin(a)
-        i, j = [k for k in range(3) if k != axis]
-        r = torch.eye(3, dtype=torch.float64)
-        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s_, s_, c
-        out = r @ out
-    return out
-
-
-def rigid(x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]) -> torch.Tensor:
-    """``x`` moved rigidly about its centre (rotation matrix in physical space, shift in mm per axis), linear
-    interpolation, zeros outside."""
-    dims = x.ndim - 2
-    half = torch.tensor([(n - 1) / 2 * s for n, s in zip(x.shape[2:], spacing, strict=True)], dtype=torch.float64)
-    # grid_sample's coordinates run from the last axis to the first; work in (axis 0, axis 1, ...) and flip
-    to_unit = torch.diag(1 / half)
-    linear = to_unit @ rotation.T @ torch.diag(half)  # output unit coordinates -> input unit coordinates
-    offset = -(to_unit @ rotation.T @ torch.tensor(shift_mm, dtype=torch.float64))
-    flip = list(range(dims))[::-1]
-    theta = torch.cat([linear[flip][:, flip], offset[flip, None]], dim=1)[None].to(x.dtype)
-    grid = F.affine_grid(theta.expand(x.shape[0], -1, -1), list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=True)
-
-
 def motion_from_poses(
     x: torch.Tensor,
     poses: list[tuple[torch.Tensor, list[float]]],
@@ -246,7 +217,7 @@ def motion(x: torch.Tensor, degrees: float, translation_mm: float, transforms: f
         ]
         shift = [float(t) for t in (torch.rand(dims, generator=g, dtype=torch.float64) * 2 - 1) * translation_mm]
         holds_centre = bounds[j] <= size // 2 < bounds[j + 1]
-        poses.append(None if holds_centre else (_rotation(angles), shift))
+        poses.append(None if holds_centre else (rotation_matrix(angles), shift))
     return _on_channels(x, setting, motion_from_poses(x, poses, bounds, axis, setting.spacing_for(x)))
 
 

@@ -418,7 +418,8 @@ class ConditionSweep:
                 self._save_example(case, condition.label, out.image, logits)
             if not stored:
                 stats = {"linf": out.linf, "l2": out.l2, "psnr_db": out.psnr_db}
-                store.append(self._rows(case_id, condition, pred, y, spacing, stats))
+                truth = y if out.label is None else out.label  # a geometric corruption moved the anatomy
+                store.append(self._rows(case_id, condition, pred, truth, spacing, stats))
         if clean_todo:
             pred = self.scheme.regions_from_logits(case.clean_logits(), head=self.head)
             store.append(self._rows(case_id, None, pred, y, spacing, {"linf": 0.0, "l2": 0.0, "psnr_db": math.inf}))

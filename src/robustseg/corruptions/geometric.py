@@ -1,0 +1,162 @@
+"""ROOD-MRI's geometric corruptions: they move the anatomy, so the label moves with the image.
+
+Each function returns a *sampling grid* for ``grid_sample`` (``(B, *spatial, dims)``, unit coordinates, the last axis
+first, ``align_corners=True``): output voxel ``p`` takes the input at ``p + d(p)``. :func:`move` resamples the image
+linearly and the label by nearest neighbour on the same grid, zeros (background) outside the field of view, so image
+and label stay aligned. The ladders (ROOD-MRI's, with TorchIO's RandomAffine and RandomElasticDeformation):
+
+- ``affine``: a rigid move about the image centre, each rotation angle uniform in +-6 .. 30 degrees, each translation
+  uniform in +-8 .. 40 mm (scales 1);
+- ``elastic``: a cubic B-spline displacement over 7 coefficients per axis (4 mesh intervals across the image, as
+  TorchIO's 7 control points), the two outer rings locked at 0 and the inner ones uniform in +-6 .. 30 mm per axis.
+
+One draw per call, scaled by the severity, so a case's five severities are one move made larger.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from robustseg.corruptions.base import Setting
+
+__all__ = [
+    "CONTROL_POINTS",
+    "affine",
+    "bspline_basis",
+    "cubic_bspline",
+    "displacement_grid",
+    "elastic",
+    "elastic_coefficients",
+    "move",
+    "rigid",
+    "rigid_grid",
+    "rotation_matrix",
+]
+
+CONTROL_POINTS = 7
+"""B-spline coefficients per axis of the elastic field: 4 mesh intervals across the image plus 3 (cubic)."""
+
+
+def rotation_matrix(angles: list[float]) -> torch.Tensor:
+    """The rotation matrix of Euler angles (radians): one angle in 2-D, three (about each axis) in 3-D."""
+    if len(angles) == 1:
+        c, s_ = math.cos(angles[0]), math.sin(angles[0])
+        return torch.tensor([[c, -s_], [s_, c]], dtype=torch.float64)
+    out = torch.eye(3, dtype=torch.float64)
+    for axis, a in enumerate(angles):
+        c, s_ = math.cos(a), math.sin(a)
+        i, j = [k for k in range(3) if k != axis]
+        r = torch.eye(3, dtype=torch.float64)
+        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s_, s_, c
+        out = r @ out
+    return out
+
+
+def _half_extent(shape: tuple[int, ...], spacing: tuple[float, ...]) -> torch.Tensor:
+    """Per spatial axis, mm from the centre to the outermost voxel centre (one unit of grid_sample's coordinates)."""
+    return torch.tensor([max(n - 1, 1) / 2 * s for n, s in zip(shape, spacing, strict=True)], dtype=torch.float64)
+
+
+def rigid_grid(
+    x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]
+) -> torch.Tensor:
+    """The sampling grid of ``x`` moved rigidly about its centre (rotation in physical space, shift in mm)."""
+    dims = x.ndim - 2
+    half = _half_extent(tuple(x.shape[2:]), spacing)
+    to_unit = torch.diag(1 / half)
+    linear = to_unit @ rotation.T @ torch.diag(half)  # output unit coordinates -> input unit coordinates
+    offset = -(to_unit @ rotation.T @ torch.tensor(shift_mm, dtype=torch.float64))
+    flip = list(range(dims))[::-1]  # grid_sample's coordinates run from the last axis to the first
+    theta = torch.cat([linear[flip][:, flip], offset[flip, None]], dim=1)[None].to(x.dtype)
+    grid = F.affine_grid(theta.expand(x.shape[0], -1, -1), list(x.shape), align_corners=True)
+    return grid.to(x.device)
+
+
+def move(x: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``x`` resampled on ``grid`` (``bilinear``: linear; ``nearest`` for class maps), zeros outside."""
+    out = F.grid_sample(x.to(grid.dtype), grid, mode=mode, padding_mode="zeros", align_corners=True)
+    return out.to(x.dtype)
+
+
+def rigid(x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]) -> torch.Tensor:
+    """``x`` moved rigidly about its centre, linear interpolation, zeros outside."""
+    return move(x, rigid_grid(x, rotation, shift_mm, spacing))
+
+
+def _uniform(n: int, g: torch.Generator) -> list[float]:
+    return [float(v) for v in torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1]
+
+
+def affine(x: torch.Tensor, degrees: float, translation_mm: float, setting: Setting) -> torch.Tensor:
+    """The sampling grid of a seeded rigid move: angles in +-``degrees``, shifts in +-``translation_mm`` per axis."""
+    dims = x.ndim - 2
+    angles = [math.radians(a * degrees) for a in _uniform(1 if dims == 2 else 3, setting.generator)]
+    shift = [t * translation_mm for t in _uniform(dims, setting.generator)]
+    return rigid_grid(x, rotation_matrix(angles), shift, setting.spacing_for(x))
+
+
+def cubic_bspline(t: torch.Tensor) -> torch.Tensor:
+    """The cubic B-spline kernel: 2/3 - t^2 + |t|^3 / 2 on |t| < 1, (2 - |t|)^3 / 6 on 1 <= |t| < 2, else 0."""
+    a = t.abs()
+    inner = 2.0 / 3.0 - a**2 + a**3 / 2
+    outer = (2.0 - a).clamp(min=0) ** 3 / 6
+    return torch.where(a < 1, inner, outer)
+
+
+def bspline_basis(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(n, CONTROL_POINTS)``: the weight of each coefficient at each of ``n`` voxels along an axis.
+
+    Coefficient ``k`` sits at mesh node ``k - 1``; the nodes 0 .. 4 span the axis from its first voxel centre to its
+    last, so the outer coefficients (nodes -1 and 5) lie outside the image, as in a B-spline transform's grid.
+    """
+    mesh = CONTROL_POINTS - 3
+    t = torch.arange(n, dtype=dtype) * (mesh / max(n - 1, 1))
+    nodes = torch.arange(CONTROL_POINTS, dtype=dtype) - 1
+    return cubic_bspline(t[:, None] - nodes[None, :])
+
+
+def elastic_coefficients(dims: int, displacement_mm: float, g: torch.Generator) -> torch.Tensor:
+    """``(dims, 7, .., 7)``: seeded coefficients (mm) of each displacement component, uniform in
+    +-``displacement_mm``, the two outer rings of every axis locked at 0."""
+    shape = (dims,) + (CONTROL_POINTS,) * dims
+    coefficients = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * displacement_mm
+    free = torch.zeros(CONTROL_POINTS, dtype=torch.bool)
+    free[2:-2] = True
+    for axis in range(dims):
+        view = [1] * (dims + 1)
+        view[axis + 1] = CONTROL_POINTS
+        coefficients = coefficients * free.view(view)
+    return coefficients
+
+
+def _field(coefficients: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``(dims, *shape)``: the displacement (mm) of each component at every voxel, axis by axis."""
+    out = coefficients
+    for axis, n in enumerate(shape):
+        basis = bspline_basis(n, coefficients.dtype)  # (n, 7)
+        out = torch.movedim(torch.tensordot(out, basis, dims=([axis + 1], [1])), -1, axis + 1)
+    return out
+
+
+def displacement_grid(x: torch.Tensor, displacement_mm: torch.Tensor, spacing: tuple[float, ...]) -> torch.Tensor:
+    """The sampling grid of ``x`` displaced by ``displacement_mm`` ``(dims, *spatial)``, per axis in mm."""
+    dims = x.ndim - 2
+    shape = tuple(x.shape[2:])
+    half = _half_extent(shape, spacing)
+    axes = [
+        torch.linspace(-1, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64) for n in shape
+    ]
+    identity = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (dims, *spatial), axis order
+    unit = identity + displacement_mm / half.view((dims,) + (1,) * dims)
+    grid = torch.movedim(unit.flip(0), 0, -1)[None]  # the last axis first, as grid_sample reads it
+    return grid.expand((x.shape[0], *grid.shape[1:])).to(dtype=x.dtype, device=x.device)
+
+
+def elastic(x: torch.Tensor, displacement_mm: float, setting: Setting) -> torch.Tensor:
+    """The sampling grid of a seeded elastic deformation with coefficients in +-``displacement_mm``."""
+    dims = x.ndim - 2
+    coefficients = elastic_coefficients(dims, displacement_mm, setting.generator)
+    return displacement_grid(x, _field(coefficients, tuple(x.shape[2:])), setting.spacing_for(x))
