@@ -22,4 +22,6 @@ def test_a_few_ops_print_costs_against_the_forward_pass(capsys: pytest.CaptureFi
     assert report["natural_case"] == [1, 3, 64, 64] and report["mri_case"][:2] == [1, 4]
     rows = [*report["mri"].values(), *report["natural"].values(), *report["brats_c"].values()]
     assert all(math.isfinite(r["ratio"]) and r["ratio"] == pytest.approx(r["op_ms"] / r["forward_ms"]) for r in rows)
+    assert all(r["demo_ratio"] == pytest.approx(r["op_ms"] / r["demo_forward_ms"]) for r in rows)
+    assert report["mri_case"][2] % 16 == 0  # padded for the bundle's UNet, which halves four times
     assert report["meets_target"] == (not report["over_target"])

@@ -145,18 +145,21 @@ def displacement_grid(x: torch.Tensor, displacement_mm: torch.Tensor, spacing: t
     """The sampling grid of ``x`` displaced by ``displacement_mm`` ``(dims, *spatial)``, per axis in mm."""
     dims = x.ndim - 2
     shape = tuple(x.shape[2:])
-    half = _half_extent(shape, spacing)
-    axes = [
-        torch.linspace(-1, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64) for n in shape
-    ]
-    identity = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (dims, *spatial), axis order
-    unit = identity + displacement_mm / half.view((dims,) + (1,) * dims)
-    grid = torch.movedim(unit.flip(0), 0, -1)[None]  # the last axis first, as grid_sample reads it
-    return grid.expand((x.shape[0], *grid.shape[1:])).to(dtype=x.dtype, device=x.device)
+    half = _half_extent(shape, spacing).tolist()
+    components = []
+    for axis in reversed(range(dims)):  # the last axis first, as grid_sample reads it
+        view = [1] * dims
+        view[axis] = shape[axis]
+        identity = (
+            torch.linspace(-1, 1, shape[axis], dtype=x.dtype) if shape[axis] > 1 else torch.zeros(1, dtype=x.dtype)
+        )
+        components.append(identity.view(view) + displacement_mm[axis].to(x.dtype) / half[axis])
+    grid = torch.stack(components, dim=-1)[None]
+    return grid.expand((x.shape[0], *grid.shape[1:])).to(x.device)
 
 
 def elastic(x: torch.Tensor, displacement_mm: float, setting: Setting) -> torch.Tensor:
     """The sampling grid of a seeded elastic deformation with coefficients in +-``displacement_mm``."""
     dims = x.ndim - 2
-    coefficients = elastic_coefficients(dims, displacement_mm, setting.generator)
+    coefficients = elastic_coefficients(dims, displacement_mm, setting.generator).to(x.dtype)
     return displacement_grid(x, _field(coefficients, tuple(x.shape[2:])), setting.spacing_for(x))

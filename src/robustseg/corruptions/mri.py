@@ -184,20 +184,21 @@ def motion_from_poses(
     spacing: tuple[float, ...],
 ) -> torch.Tensor:
     """The magnitude image of k-space composed along ``axis`` (centred frequencies): segment ``j`` (``bounds[j]`` to
-    ``bounds[j + 1]``) from ``x`` in pose ``poses[j]`` (``None``: as it is)."""
+    ``bounds[j + 1]``) from ``x`` in pose ``poses[j]`` (``None``: as it is).
+
+    The spectra stay in FFT order: centred plane ``i`` of ``axis`` is FFT plane ``(i - n // 2) % n``, so no spectrum
+    is shifted (each shift copies the whole complex volume)."""
     axes = spatial_axes(x)
-
-    def spectrum(image: torch.Tensor) -> torch.Tensor:
-        return torch.fft.fftshift(torch.fft.fftn(image, dim=axes), dim=axes)
-
-    out = spectrum(x)
+    n = x.shape[axis]
+    out = torch.fft.fftn(x, dim=axes)
     for j, pose in enumerate(poses):
         lo, hi = bounds[j], bounds[j + 1]
         if pose is None or hi <= lo:
             continue
-        moved = spectrum(rigid(x, pose[0], pose[1], spacing))
-        out.narrow(axis, lo, hi - lo).copy_(moved.narrow(axis, lo, hi - lo))
-    return torch.fft.ifftn(torch.fft.ifftshift(out, dim=axes), dim=axes).abs().to(x.dtype)
+        planes = ((torch.arange(lo, hi) - n // 2) % n).to(x.device)
+        moved = torch.fft.fftn(rigid(x, pose[0], pose[1], spacing), dim=axes)
+        out.index_copy_(axis, planes, moved.index_select(axis, planes))
+    return torch.fft.ifftn(out, dim=axes).abs().to(x.dtype)
 
 
 def motion(x: torch.Tensor, degrees: float, translation_mm: float, transforms: float, setting: Setting) -> torch.Tensor:
