@@ -46,7 +46,8 @@ def _setting(text: str) -> tuple[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustseg",
-        description="Audit and harden segmentation models: attacks, noise and certification of any MONAI bundle.",
+        description="Audit and harden segmentation models: attacks, noise, corruptions and certification of any MONAI "
+        "bundle.",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = verbs.add_parser(
         "audit",
         help="audit a MONAI bundle (ours, a model zoo bundle as downloaded, or your own): attacks and noise, "
-        "per-region Dice, paired tests, self-checks; optionally certification",
+        "per-region Dice, paired tests, self-checks; optionally corruptions and certification",
         description="Audit a MONAI bundle without editing it. Prints the contract mapping, writes the overlays it "
         "used next to the outputs (bundle_overlay.json, audit_settings.json) and the equivalent "
         "`python -m monai.bundle run` commands (audit_command.sh), then runs them.",
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--eps", type=float, nargs="+", help="attack budgets in the input's units")
     audit.add_argument("--norm", choices=("linf", "l2"), help="the attacks' norm")
     audit.add_argument("--certify", action="store_true", help="also certify by randomized smoothing")
+    audit.add_argument(
+        "--corruptions",
+        action="store_true",
+        help="also score the corruption benchmark: BraTS-C (or natural-image corruptions) at five severities",
+    )
     audit.add_argument("--max_cases", type=int, help="score at most this many cases")
     audit.add_argument("--datalist", help="cases from this datalist (instead of the bundle's test data)")
     audit.add_argument("--split", default="testing", help="the --datalist split to score (default: testing)")
@@ -110,6 +116,7 @@ def _audit(args: argparse.Namespace) -> int:
         eps=args.eps,
         norm=args.norm,
         certify=args.certify,
+        corruptions=args.corruptions,
         max_cases=args.max_cases,
         datalist=args.datalist,
         split=args.split,

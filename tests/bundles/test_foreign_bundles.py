@@ -77,6 +77,25 @@ def test_a_model_zoo_brats_bundle_with_a_sigmoid_head_is_audited_as_downloaded(b
     assert "python -m monai.bundle run" in (out / "audit_command.sh").read_text()
 
 
+def test_a_model_zoo_brats_bundle_gets_the_corruption_benchmark_from_the_audit(brats_zoo, tmp_path: Path) -> None:
+    """``--corruptions``: BraTS-C through the zoo bundle's own preprocessing, cut before its NormalizeIntensityd; the
+    clean cases scored through that split agree with the attack audit's, which ran the whole preprocessing."""
+    bundle, data, _ = brats_zoo
+    out = tmp_path / "audit"
+    args = ["audit", str(bundle), "--dataset_dir", str(data), "--output_dir", str(out), "--attack", "fgsm"]
+    args += ["--eps", "0.2", "--corruptions", "--set", "corruption_severities=[5]"]
+    assert main([*args, "--set", 'corruptions=["affine", "missing_sequence"]']) == 0
+    scores = read_rows(out / "corruptions" / "report" / "scores.csv")
+    assert {r["condition"] for r in scores} == {"clean", "affine@5", "missing_sequence@5"}
+    attack_clean = {(r["case_id"], r["region"]): float(r["dice"]) for r in read_rows(out / "attack" / "results.csv")
+                    if r["condition"] == "clean"}  # fmt: skip
+    corruption_clean = {(r["case_id"], r["region"]): float(r["dice"]) for r in scores if r["condition"] == "clean"}
+    assert corruption_clean.keys() == attack_clean.keys()
+    for key, value in attack_clean.items():
+        assert corruption_clean[key] == pytest.approx(value, abs=1e-5), key
+    assert "corruptions.json" in (out / "audit_command.sh").read_text()
+
+
 def test_a_softmax_ct_bundle_with_anisotropic_voxels_is_audited_as_downloaded(ct_zoo, tmp_path: Path) -> None:
     bundle, _, metrics = ct_zoo
     out = tmp_path / "audit"

@@ -31,6 +31,13 @@ def tumour_case(shape=(26, 30, 22)) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.as_tensor(label)[None, None].long()
 
 
+def _moved_classes(label: np.ndarray, resample) -> np.ndarray:
+    """Each class's indicator resampled linearly by ``resample`` (scipy), then the class of the largest; background
+    where less than half of a voxel's weight lies inside the field of view."""
+    indicators = np.stack([resample((label == k).astype(float)) for k in range(4)])
+    return np.where(indicators.sum(0) < 0.5, 0, indicators.argmax(0))
+
+
 def _drawn_rigid(seed: int, degrees: float, translation: float) -> tuple[np.ndarray, np.ndarray]:
     """The affine corruption's draw, made again from its generator: angles (3) then shifts (3), uniform in +-1."""
     g = torch.Generator().manual_seed(seed)
@@ -54,8 +61,12 @@ def test_affine_moves_image_and_label_as_scipy_affine_transform_does() -> None:
     for c in range(4):
         expected = ndimage.affine_transform(x.numpy()[0, c], matrix, offset, order=1, mode="constant", cval=0.0)
         np.testing.assert_allclose(image.numpy()[0, c], expected, atol=1e-6)
-    nearest = ndimage.affine_transform(label.numpy()[0, 0], matrix, offset, order=0, mode="constant", cval=0)
-    assert np.mean(moved.numpy()[0, 0] == nearest) > 0.995  # nearest-neighbour ties may round either way
+    expected = _moved_classes(
+        label.numpy()[0, 0],
+        lambda a: ndimage.affine_transform(a, matrix, offset, order=1, mode="constant", cval=0.0),
+    )
+    tumour = (expected > 0) | (moved.numpy()[0, 0] > 0)
+    assert np.sum(moved.numpy()[0, 0][tumour] != expected[tumour]) <= 2  # ties only (nearest neighbour: 38 of 432)
     assert moved.dtype == label.dtype and not torch.equal(moved, label)
 
 
@@ -82,8 +93,11 @@ def test_elastic_field_is_the_cubic_bspline_of_its_locked_coefficients_and_moves
     for c in range(4):
         expected = ndimage.map_coordinates(x.numpy()[0, c], source, order=1, mode="constant", cval=0.0)
         np.testing.assert_allclose(image.numpy()[0, c].ravel(), expected, atol=1e-6)
-    nearest = ndimage.map_coordinates(label.numpy()[0, 0], source, order=0, mode="constant", cval=0)
-    assert np.mean(moved.numpy()[0, 0].ravel() == nearest) > 0.995
+    expected = _moved_classes(
+        label.numpy()[0, 0], lambda a: ndimage.map_coordinates(a, source, order=1, mode="constant", cval=0.0)
+    )
+    tumour = (expected > 0) | (moved.numpy()[0, 0].ravel() > 0)
+    assert np.sum(moved.numpy()[0, 0].ravel()[tumour] != expected[tumour]) <= 2
     assert not torch.equal(moved, label)
 
 

@@ -243,17 +243,16 @@ def corrupt_with_label(
     channels: Sequence[int] | None = None,
     pixel_max: float = 255.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`corrupt`, and ``label`` (a class map ``(B, 1, *spatial)``) as the corruption leaves it: moved by the
-    same grid (nearest neighbour; background outside the field of view) when it ``moves_label``, else unchanged."""
+    """:func:`corrupt`, and ``label`` (a class map ``(B, 1, *spatial)``) as the corruption leaves it: moved on the same
+    grid when it ``moves_label`` (:func:`~robustseg.corruptions.geometric.move_labels`), else unchanged."""
     corruption = get_corruption(name)
     if not corruption.moves_label:
         return corrupt(image, name, severity, seed=seed, spacing=spacing, channels=channels, pixel_max=pixel_max), label
     _, x, grid = _prepared(image, name, severity, seed, spacing, channels, pixel_max)
     plain = label.as_subclass(torch.Tensor)
-    if plain.shape[0] != x.shape[0] or plain.shape[2:] != x.shape[2:]:
+    if plain.shape[0] != x.shape[0] or plain.shape[1] != 1 or plain.shape[2:] != x.shape[2:]:
         raise ValueError(
             f"{name} moves the label with the image, but the label {tuple(plain.shape)} does not match the image "
             f"{tuple(x.shape)} (a class map (B, 1, *spatial) on the image's grid is needed)."
         )
-    moved = geometric.move(plain.to(grid.dtype), grid.to(plain.device), mode="nearest").round().to(plain.dtype)
-    return geometric.move(x, grid), moved
+    return geometric.move(x, grid), geometric.move_labels(plain, grid.to(plain.device))

@@ -2,8 +2,11 @@
 
 Each function returns a *sampling grid* for ``grid_sample`` (``(B, *spatial, dims)``, unit coordinates, the last axis
 first, ``align_corners=True``): output voxel ``p`` takes the input at ``p + d(p)``. :func:`move` resamples the image
-linearly and the label by nearest neighbour on the same grid, zeros (background) outside the field of view, so image
-and label stay aligned. The ladders (ROOD-MRI's, with TorchIO's RandomAffine and RandomElasticDeformation):
+linearly and :func:`move_labels` the label on the same grid (each class's indicator linearly, then the class of the
+largest), zeros (background) outside the field of view, so image and label stay aligned: the label's borders fall
+where the image's do, to the voxel (nearest-neighbour labels shift them by up to half a voxel, which costs a 3 mm
+phantom's whole tumour about 0.025 Dice at any severity). The ladders (ROOD-MRI's, with TorchIO's RandomAffine and
+RandomElasticDeformation):
 
 - ``affine``: a rigid move about the image centre, each rotation angle uniform in +-6 .. 30 degrees, each translation
   uniform in +-8 .. 40 mm (scales 1);
@@ -31,6 +34,7 @@ __all__ = [
     "elastic",
     "elastic_coefficients",
     "move",
+    "move_labels",
     "rigid",
     "rigid_grid",
     "rotation_matrix",
@@ -79,6 +83,20 @@ def move(x: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.T
     """``x`` resampled on ``grid`` (``bilinear``: linear; ``nearest`` for class maps), zeros outside."""
     out = F.grid_sample(x.to(grid.dtype), grid, mode=mode, padding_mode="zeros", align_corners=True)
     return out.to(x.dtype)
+
+
+def move_labels(label: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """A class map ``(B, 1, *spatial)`` resampled on ``grid``: the indicator of each class present moved linearly,
+    then per voxel the class with the largest (ties: the lowest value; outside the field of view: background 0)."""
+    values, index = torch.unique(label, return_inverse=True)
+    if values[0] != 0:  # background first, so that voxels from outside the field of view become 0
+        values = torch.cat([values.new_zeros(1), values])
+        index = index + 1
+    onehot = F.one_hot(index[:, 0], len(values)).movedim(-1, 1).to(grid.dtype)
+    moved = F.grid_sample(onehot, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    outside = moved.sum(1, keepdim=True) < 0.5  # mostly sampled beyond the field of view
+    classes = torch.where(outside, 0, moved.argmax(1, keepdim=True))
+    return values[classes].to(label.dtype)
 
 
 def rigid(x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]) -> torch.Tensor:

@@ -18,6 +18,9 @@ the corrupted batch. The ROOD-MRI ladders (Boone et al. 2023):
   another seeded rigid pose (rotations up to 1 .. 5 degrees, translations up to 2 .. 10 mm) during each segment but
   the one holding the k-space centre, which keeps the pose the label has (TorchIO's RandomMotion, as k-space edits).
 
+ROOD-MRI's two geometric corruptions, ``affine`` and ``elastic``, move the label too: they are in
+:mod:`robustseg.corruptions.geometric`.
+
 Failures BraTS pipelines meet (Wang et al. 2022), on ladders of their own:
 
 - ``sequence_swap``: two sequences exchanged, partly at low severity: ``(1 - a) x_i + a x_j``, a = 0.2 .. 1 (1: the

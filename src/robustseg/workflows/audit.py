@@ -92,6 +92,7 @@ def plan_audit(
     eps: Sequence[float] | None = None,
     norm: str | None = None,
     certify: bool = False,
+    corruptions: bool = False,
     max_cases: int | None = None,
     datalist: str | Path | None = None,
     split: str = "testing",
@@ -107,10 +108,13 @@ def plan_audit(
         bundle_dir: the bundle's folder.
         dataset_dir: where the data lives (sets ``dataset_dir`` and a zoo bundle's ``data_file_base_dir``).
         output_dir: where the audit writes (default: the bundle's ``output_dir``, else ``<bundle>/eval``);
-            the attack audit goes to ``<output_dir>/attack``, certification to ``<output_dir>/certify``.
+            the attack audit goes to ``<output_dir>/attack``, certification to ``<output_dir>/certify``, the
+            corruption benchmark to ``<output_dir>/corruptions``.
         checkpoint: the weights (default: the bundle's ``checkpoint``, else ``models/model.pt``).
         attacks, eps, norm: the sweep (default: ``configs/attack.json``'s).
         certify: also certify by randomized smoothing (``configs/certify.json``).
+        corruptions: also score the corruption benchmark (``configs/corruptions.json``: the bundle's
+            ``corruption_benchmark``, BraTS-C by default, ``--set corruption_benchmark=natural-c`` for RGB images).
         max_cases: score at most this many cases.
         datalist, split: cases from this datalist's split instead of the bundle's test data.
         head: ``softmax`` or ``sigmoid`` when the bundle's post-processing does not say.
@@ -141,7 +145,7 @@ def plan_audit(
     if dataset_dir is not None and adapter.has("data_file_base_dir"):
         adapter.parser["data_file_base_dir"] = overrides["dataset_dir"]
         overrides["data_file_base_dir"] = overrides["dataset_dir"]
-    workflows = ["attack.json", *(["certify.json"] if certify else [])]
+    workflows = ["attack.json", *(["certify.json"] if certify else []), *(["corruptions.json"] if corruptions else [])]
     overlay, provided = adapter.contract_overlay(_needed(workflows))
     if transfer_from is not None and not adapter.has("network_def"):
         provided.append(Provided("network_def", "missing"))
@@ -167,14 +171,16 @@ def plan_audit(
     if norm is not None:
         chosen["attack_norm"] = norm
     if max_cases is not None:
-        chosen["attack_max_cases"] = chosen["certify_max_cases"] = int(max_cases)
+        chosen["attack_max_cases"] = chosen["certify_max_cases"] = chosen["corruption_max_cases"] = int(max_cases)
     if fresh:
-        chosen["attack_fresh"] = chosen["certify_fresh"] = True
+        chosen["attack_fresh"] = chosen["certify_fresh"] = chosen["corruption_fresh"] = True
     if transfer_from is not None:
         chosen["attack_transfer_checkpoint"] = str(Path(transfer_from).resolve())
         chosen["attack_transfer_network"] = "%network_def"
     if certify:
         chosen["certify_output_dir"] = str(out / "certify")
+    if corruptions:
+        chosen["corruption_output_dir"] = str(out / "corruptions")
     chosen.update(settings or {})
 
     for name in ("bundle_overlay.json", "audit_settings.json", "audit_command.sh"):
