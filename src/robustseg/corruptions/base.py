@@ -49,7 +49,8 @@ class Corruption:
         function: ``function(x, **ladder[s - 1], setting=setting) -> x'`` on a batch ``(B, C, *spatial)``; for a
             corruption that ``moves_label``, the sampling grid that moves image and label alike
             (:mod:`robustseg.corruptions.geometric`).
-        on_brain: put the output back on the brain mask (an artefact of acquisition, before skull stripping).
+        on_brain: put the output back on the brain mask (an artefact of acquisition, before skull stripping; for a
+            corruption that ``moves_label``, on the moved brain mask).
         channels: the default sequences it acts on (``None``: all).
         about: one line for the report.
         moves_label: a geometric corruption: the anatomy moves, and the ground truth with it.

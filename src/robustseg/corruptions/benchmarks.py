@@ -102,6 +102,7 @@ BRATS_C: dict[str, Corruption] = {
             "mri",
             _ladder(degrees=_linear(6.0, 30.0), translation_mm=_linear(8.0, 40.0)),
             geometric.affine,
+            True,
             about="the head moved rigidly (angles, shifts in mm per axis); the label moves with it",
             moves_label=True,
         ),
@@ -110,6 +111,7 @@ BRATS_C: dict[str, Corruption] = {
             "mri",
             _ladder(displacement_mm=_linear(6.0, 30.0)),
             geometric.elastic,
+            True,
             about="a smooth elastic deformation (B-spline, coefficients in mm); the label moves with it",
             moves_label=True,
         ),
@@ -226,7 +228,7 @@ def corrupt(
     """
     corruption, x, out = _prepared(image, name, severity, seed, spacing, channels, pixel_max)
     if corruption.moves_label:
-        return geometric.move(x, out)
+        return _moved(corruption, x, out)
     if corruption.on_brain:
         out = out * brain_mask(x)
     return out.to(x.dtype)
@@ -255,4 +257,14 @@ def corrupt_with_label(
             f"{name} moves the label with the image, but the label {tuple(plain.shape)} does not match the image "
             f"{tuple(x.shape)} (a class map (B, 1, *spatial) on the image's grid is needed)."
         )
-    return geometric.move(x, grid), geometric.move_labels(plain, grid.to(plain.device))
+    return _moved(corruption, x, grid), geometric.move_labels(plain, grid.to(plain.device))
+
+
+def _moved(corruption: Corruption, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``grid``; for a corruption ``on_brain``, on the moved brain (its indicator moved linearly, >= 1/2):
+    the head moved before skull stripping, so the stripped brain has no rim of values interpolated with the zeros
+    around it (after z-scoring over the nonzero voxels, such a rim is a dark shell no scan has)."""
+    out = geometric.move(x, grid)
+    if corruption.on_brain:
+        out = out * (geometric.move(brain_mask(x).to(x.dtype), grid) >= 0.5)
+    return out

@@ -161,7 +161,7 @@ def check_fingerprint(
     path = output_dir / FILE
     fix = (
         "Use another output folder, or discard the stored results and start over: robustseg audit --fresh (a bundle "
-        "run: --attack_fresh true or --certify_fresh true)."
+        "run: the workflow's --attack_fresh, --certify_fresh, --compare_fresh or --corruption_fresh true)."
     )
     if not path.is_file():
         orphans = [name for name in results if (output_dir / name).is_file()]
