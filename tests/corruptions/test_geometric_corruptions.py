@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from robustseg.conditions import CaseContext, CorruptionCondition
 from robustseg.corruptions import BRATS_C, corrupt, corrupt_with_label
-from robustseg.corruptions.geometric import CONTROL_POINTS, elastic_coefficients, rotation_matrix
+from robustseg.corruptions.geometric import CONTROL_POINTS, elastic_coefficients, move, rigid_grid, rotation_matrix
 
 SPACING = (2.0, 1.5, 2.5)
 HEAD = (8.0, 7.0, 9.0)  # voxels of a head-sized field of view (~210 mm): severity 5 keeps the tumour inside it
@@ -168,3 +168,18 @@ def test_the_sweep_scores_a_geometric_corruption_against_the_moved_label(tmp_pat
     for condition in ("clean", "affine@5", "elastic@5"):
         dice = {r["region"]: r["dice"] for r in rows if r["condition"] == condition}
         assert min(dice.values()) > 0.9, (condition, dice)  # against the unmoved label affine@5 scores below 0.5
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 23, 17, 12), (1, 2, 19, 14), (2, 3, 9, 10, 11)], ids=["3d", "2d", "batch"])
+def test_move_cut_into_slabs_for_the_threads_equals_one_grid_sample(shape) -> None:
+    x = torch.rand(shape, dtype=torch.float64)
+    dims = len(shape) - 2
+    grid = rigid_grid(x, rotation_matrix([0.2] * (1 if dims == 2 else 3)), [1.5] * dims, (2.0,) * dims)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # 23 and 19 planes: three slabs, the last one padded
+        for mode in ("bilinear", "nearest"):
+            expected = torch.nn.functional.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=True)
+            assert torch.equal(move(x, grid, mode), expected), mode
+    finally:
+        torch.set_num_threads(threads)

@@ -264,7 +264,7 @@ def _moved(corruption: Corruption, x: torch.Tensor, grid: torch.Tensor) -> torch
     """``x`` on ``grid``; for a corruption ``on_brain``, on the moved brain (its indicator moved linearly, >= 1/2):
     the head moved before skull stripping, so the stripped brain has no rim of values interpolated with the zeros
     around it (after z-scoring over the nonzero voxels, such a rim is a dark shell no scan has)."""
-    out = geometric.move(x, grid)
-    if corruption.on_brain:
-        out = out * (geometric.move(brain_mask(x).to(x.dtype), grid) >= 0.5)
-    return out
+    if not corruption.on_brain:
+        return geometric.move(x, grid)
+    moved = geometric.move(torch.cat([x, brain_mask(x).to(x.dtype)], 1), grid)  # one resampling, the mask with it
+    return moved[:, :-1] * (moved[:, -1:] >= 0.5)

@@ -80,8 +80,25 @@ def rigid_grid(
 
 
 def move(x: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """``x`` resampled on ``grid`` (``bilinear``: linear; ``nearest`` for class maps), zeros outside."""
-    out = F.grid_sample(x.to(grid.dtype), grid, mode=mode, padding_mode="zeros", align_corners=True)
+    """``x`` resampled on ``grid`` (``bilinear``: linear; ``nearest`` for class maps), zeros outside.
+
+    On the CPU, ``grid_sample`` runs one thread per batch item: a single case's output is cut into as many slabs of
+    its first axis as there are threads and resampled as one batch of them (the input shared, not copied), which
+    gives the same values in about 1 / threads of the time.
+    """
+    source = x.to(grid.dtype)
+    n = grid.shape[1]
+    parts = min(torch.get_num_threads(), n) if x.device.type == "cpu" and x.shape[0] == 1 and grid.shape[0] == 1 else 1
+    if parts <= 1:
+        out = F.grid_sample(source, grid, mode=mode, padding_mode="zeros", align_corners=True)
+        return out.to(x.dtype)
+    step = -(-n // parts)
+    padded = (
+        torch.cat([grid, grid[:, -1:].expand(1, step * parts - n, *grid.shape[2:])], 1) if step * parts > n else grid
+    )
+    slabs = padded.reshape(parts, step, *grid.shape[2:])
+    out = F.grid_sample(source.expand(parts, *x.shape[1:]), slabs, mode=mode, padding_mode="zeros", align_corners=True)
+    out = out.movedim(0, 1).reshape(1, x.shape[1], step * parts, *out.shape[3:])[:, :, :n]
     return out.to(x.dtype)
 
 
@@ -93,7 +110,7 @@ def move_labels(label: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         values = torch.cat([values.new_zeros(1), values])
         index = index + 1
     onehot = F.one_hot(index[:, 0], len(values)).movedim(-1, 1).to(grid.dtype)
-    moved = F.grid_sample(onehot, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    moved = move(onehot, grid)
     outside = moved.sum(1, keepdim=True) < 0.5  # mostly sampled beyond the field of view
     classes = torch.where(outside, 0, moved.argmax(1, keepdim=True))
     return values[classes].to(label.dtype)
