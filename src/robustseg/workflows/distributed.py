@@ -9,7 +9,9 @@ per case, so the results are those of a single process.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "held_group",
     "init_from_env",
     "is_rank0",
+    "leave",
     "merge",
     "open_store",
     "rank_and_world",
@@ -65,6 +68,27 @@ def finish() -> None:
         dist.barrier()
         dist.destroy_process_group()
         _STARTED = False
+
+
+def leave() -> None:
+    """End a multi-process training (``multi_gpu_train.json``'s finalize): a last barrier, the group destroyed, and on
+    the gloo backend the process ended at once, its streams and log handlers flushed.
+
+    Gloo's worker threads can still hold finished work whose tensors Python frees while the interpreter shuts down;
+    now and then that aborts a rank ("terminate called without an active exception", exit -6) after every checkpoint,
+    metric and MLflow run was written, and torchrun reports the whole run failed. Nothing is left to do at that point,
+    so the process skips the interpreter's teardown. Without a process group: nothing.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gloo = dist.get_backend() == "gloo"
+    dist.barrier()
+    dist.destroy_process_group()
+    if gloo:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @contextmanager
