@@ -183,3 +183,15 @@ def test_move_cut_into_slabs_for_the_threads_equals_one_grid_sample(shape) -> No
             assert torch.equal(move(x, grid, mode), expected), mode
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape", [(21, 1, 13), (17, 9), (6, 7, 8)], ids=["3d-unit-axis", "2d", "3d"])
+def test_affine_grid_as_outer_sums_equals_torchs_affine_grid(shape) -> None:
+    from robustseg.corruptions.geometric import affine_grid
+
+    dims = len(shape)
+    theta = torch.randn(dims, dims + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(dims))
+    got = affine_grid(theta, shape, 2, torch.float64, torch.device("cpu"))
+    expected = torch.nn.functional.affine_grid(theta[None].expand(2, -1, -1), [2, 1, *shape], align_corners=True)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)

@@ -189,19 +189,20 @@ def motion_from_poses(
     """The magnitude image of k-space composed along ``axis`` (centred frequencies): segment ``j`` (``bounds[j]`` to
     ``bounds[j + 1]``) from ``x`` in pose ``poses[j]`` (``None``: as it is).
 
-    The spectra stay in FFT order: centred plane ``i`` of ``axis`` is FFT plane ``(i - n // 2) % n``, so no spectrum
-    is shifted (each shift copies the whole complex volume)."""
-    axes = spatial_axes(x)
+    Only ``axis`` is Fourier transformed: a segment is a set of whole planes of that axis, so composing them commutes
+    with the transform along the other axes, and the inverse of the full transform of the composed k-space equals the
+    inverse along ``axis`` of the composition of the one-axis spectra (the same image, a third of the transforms).
+    The spectra stay in FFT order: centred plane ``i`` is FFT plane ``(i - n // 2) % n``, so nothing is shifted."""
     n = x.shape[axis]
-    out = torch.fft.fftn(x, dim=axes)
+    out = torch.fft.fft(x, dim=axis)
     for j, pose in enumerate(poses):
         lo, hi = bounds[j], bounds[j + 1]
         if pose is None or hi <= lo:
             continue
         planes = ((torch.arange(lo, hi) - n // 2) % n).to(x.device)
-        moved = torch.fft.fftn(rigid(x, pose[0], pose[1], spacing), dim=axes)
+        moved = torch.fft.fft(rigid(x, pose[0], pose[1], spacing), dim=axis)
         out.index_copy_(axis, planes, moved.index_select(axis, planes))
-    return torch.fft.ifftn(out, dim=axes).abs().to(x.dtype)
+    return torch.fft.ifft(out, dim=axis).abs().to(x.dtype)
 
 
 def motion(x: torch.Tensor, degrees: float, translation_mm: float, transforms: float, setting: Setting) -> torch.Tensor:
