@@ -22,6 +22,7 @@ from bundle_helpers import TINY, config_files, copy_bundle, run_bundle
 from zoo_bundles import brats_zoo_bundle, ct_zoo_bundle, natural2d_bundle, train_and_evaluate
 
 from robustseg.cli import main
+from robustseg.corruptions import NATURAL_C
 
 pytestmark = pytest.mark.slow
 
@@ -118,9 +119,14 @@ def test_a_2d_rgb_bundle_reading_png_files_is_audited_in_pixel_units(tmp_path: P
     bundle, _ = natural2d_bundle(tmp_path / "zoo")
     metrics = train_and_evaluate(bundle, epochs=30)
     out = tmp_path / "audit"
-    args = ["audit", str(bundle), "--output_dir", str(out), "--attack", "fgsm", "--eps", "0.03"]
-    settings = ["attack_mask=none", "attack_clip_min=0", "attack_clip_max=1", "attack_unit=[0,1] pixel"]
-    assert main([*args, *(x for s in settings for x in ("--set", s))]) == 0
+    args = ["audit", str(bundle), "--output_dir", str(out), "--attack", "fgsm", "--eps", "0.03", "--corruptions"]
+    assert main([*args, "--set", "corruption_severities=[3]"]) == 0  # mask, clip bounds, unit, benchmark inferred
+    overlay = json.loads((out / "bundle_overlay.json").read_text())
+    inferred = {k: overlay[k] for k in ("perturbation_mask", "input_min", "input_max", "corruption_benchmark")}
+    expected = {"perturbation_mask": "none", "input_min": 0.0, "input_max": 1.0, "corruption_benchmark": "natural-c"}
+    assert inferred == expected
+    scores = read_rows(out / "corruptions" / "report" / "scores.csv")
+    assert {r["condition"] for r in scores} == {"clean", *(f"{c}@3" for c in NATURAL_C)}
     clean = clean_means(out)
     assert list(clean) == ["disc", "ring"]
     assert np.mean(list(clean.values())) == pytest.approx(metrics["val_mean_dice"], abs=1e-4)

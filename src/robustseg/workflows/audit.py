@@ -114,7 +114,7 @@ def plan_audit(
         attacks, eps, norm: the sweep (default: ``configs/attack.json``'s).
         certify: also certify by randomized smoothing (``configs/certify.json``).
         corruptions: also score the corruption benchmark (``configs/corruptions.json``: the bundle's
-            ``corruption_benchmark``, BraTS-C by default, ``--set corruption_benchmark=natural-c`` for RGB images).
+            ``corruption_benchmark``: BraTS-C for MRI and by default, natural-C for RGB images).
         max_cases: score at most this many cases.
         datalist, split: cases from this datalist's split instead of the bundle's test data.
         head: ``softmax`` or ``sigmoid`` when the bundle's post-processing does not say.

@@ -7,8 +7,12 @@ otherwise are mapped (``validate#inferer``, ``data_list_file_path``, ``data_file
 ``validate#dataset#data``); the head is read from the validation post-processing (``Activationsd`` with
 ``sigmoid=True`` or ``softmax=True``, ``AsDiscreted`` with ``argmax``), the label scheme from the label transform
 (``ConvertToMultiChannelBasedOnBratsClassesd``: BraTS TC/WT/ET) or from the metadata's output ``channel_def``; the
-rest get the contract's defaults. What cannot be inferred is listed, each id with its meaning and the line to add,
-in one :class:`BundleContractError` raised before any compute.
+domain from the metadata's input ``modality`` (MR) or ``format`` (RGB), else from a 2-D network with 3 input channels
+(RGB), and with it the corruption benchmark (BraTS-C; natural-C) and where an attack may act (the brain; everywhere);
+the attacks' clip bounds and unit from a validation preprocessing that bounds the input (``ScaleIntensityd``, or
+``ScaleIntensityRanged`` with ``clip``, and no z-scoring); the rest get the contract's defaults. What cannot be
+inferred is listed, each id with its meaning and the line to add, in one :class:`BundleContractError` raised before
+any compute.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = ["BundleAdapter", "BundleContractError", "Provided", "find_base_config
 _CONFIG_NAMES = ("train", "inference")
 _EXTENSIONS = (".json", ".yaml", ".yml")
 BRATS_REGION_TRANSFORM = "ConvertToMultiChannelBasedOnBratsClassesd"
+_RANGE_TRANSFORMS = ("ScaleIntensityd", "ScaleIntensity", "ScaleIntensityRanged", "ScaleIntensityRange")
 
 
 class BundleContractError(ValueError):
@@ -95,8 +100,12 @@ class BundleAdapter:
 
     def targets(self, key: str) -> set[str]:
         """Every ``_target_`` reachable from ``key``'s raw config, following ``@id`` / ``%id`` references."""
+        return {str(n["_target_"]).rsplit(".", 1)[-1] for n in self._nodes(key) if isinstance(n.get("_target_"), str)}
+
+    def _nodes(self, key: str) -> list[Mapping[str, Any]]:
+        """Every mapping reachable from ``key``'s raw config, following ``@id`` / ``%id`` references."""
         seen: set[str] = set()
-        found: set[str] = set()
+        found: list[Mapping[str, Any]] = []
         todo = [key]
         while todo:
             current = todo.pop()
@@ -104,10 +113,7 @@ class BundleAdapter:
                 continue
             seen.add(current)
             value = self.raw(current)
-            for node in _walk(value):
-                target = node.get("_target_")
-                if isinstance(target, str):
-                    found.add(target.rsplit(".", 1)[-1])
+            found += list(_walk(value))
             todo += sorted(references(value))
         return found
 
@@ -170,6 +176,46 @@ class BundleAdapter:
         if len(names) != classes:
             names, source = ["background", *[f"class_{i}" for i in range(1, classes)]], "generic names"
         return f"$robustseg.labels.LabelScheme({tuple(names)!r})", f"{classes} output channels, {source}"
+
+    def infer_domain(self) -> tuple[str | None, str]:
+        """``mri`` or ``natural`` (RGB images) from the metadata's input description, else from the network's shape
+        (2-D with 3 input channels: RGB), and where it was read; ``None`` when neither says."""
+        image = self.metadata.get("network_data_format", {}).get("inputs", {}).get("image", {})
+        image = image if isinstance(image, Mapping) else {}
+        modality = str(image.get("modality", "")).strip()
+        if modality.lower() in ("mr", "mri"):
+            return "mri", f"metadata inputs image modality {modality!r}"
+        if str(image.get("format", "")).strip().lower() == "rgb":
+            return "natural", "metadata inputs image format 'RGB'"
+        dims, channels = self.evaluate("network_def#spatial_dims"), self.evaluate("network_def#in_channels")
+        if dims == 2 and channels == 3:
+            return "natural", "network_def: spatial_dims 2, in_channels 3 (RGB)"
+        return None, ""
+
+    def infer_input_range(self) -> tuple[tuple[float, float] | None, str]:
+        """The range the validation preprocessing bounds the model's input to, and the transform that does: one
+        ``ScaleIntensityd`` (``minv``, ``maxv``) or one ``ScaleIntensityRanged`` with ``clip=True`` (``b_min``,
+        ``b_max``; without ``clip`` too for RGB images scaled from 0..255), and no z-scoring; ``None``
+        otherwise (several such transforms, or values that are not plain numbers)."""
+        nodes = [n for n in self._nodes("validate#preprocessing") if isinstance(n.get("_target_"), str)]
+        names = [str(n["_target_"]).rsplit(".", 1)[-1] for n in nodes]
+        if any(name.startswith("NormalizeIntensity") for name in names):
+            return None, ""
+        scaling = [(name, n) for name, n in zip(names, nodes, strict=True) if name in _RANGE_TRANSFORMS]
+        if len(scaling) != 1:
+            return None, ""
+        name, node = scaling[0]
+        if name.startswith("ScaleIntensityRange"):
+            eight_bit = node.get("a_min") == 0 and node.get("a_max") == 255 and self.infer_domain()[0] == "natural"
+            if node.get("clip") is not True and not eight_bit:
+                return None, ""
+            bounds = (node.get("b_min"), node.get("b_max"))
+        else:
+            bounds = (node.get("minv", 0.0), node.get("maxv", 1.0))
+        numbers = sorted(float(b) for b in bounds if isinstance(b, int | float) and not isinstance(b, bool))
+        if len(numbers) != 2:
+            return None, ""
+        return (numbers[0], numbers[1]), f"validate#preprocessing: {name} to {numbers[0]:g} .. {numbers[1]:g}"
 
     # ------------------------------------------------------------------ the overlay
 
@@ -279,6 +325,38 @@ class BundleAdapter:
         except (ValueError, TypeError):
             return None
         return Provided("channel_names", "mapped", listed, "metadata inputs channel_def")
+
+    def _map_corruption_benchmark(self) -> Provided | None:
+        domain, source = self.infer_domain()
+        if domain is None:
+            return Provided(
+                "corruption_benchmark",
+                "default",
+                "brats-c",
+                "nothing says what the images are: BraTS-C's MRI corruptions; --set corruption_benchmark=natural-c",
+            )
+        return Provided("corruption_benchmark", "inferred", "natural-c" if domain == "natural" else "brats-c", source)
+
+    def _map_perturbation_mask(self) -> Provided | None:
+        domain, source = self.infer_domain()
+        if domain is None:
+            return None
+        return Provided("perturbation_mask", "inferred", "none" if domain == "natural" else "nonzero", source)
+
+    def _map_input_min(self) -> Provided | None:
+        bounds, source = self.infer_input_range()
+        return None if bounds is None else Provided("input_min", "inferred", bounds[0], source)
+
+    def _map_input_max(self) -> Provided | None:
+        bounds, source = self.infer_input_range()
+        return None if bounds is None else Provided("input_max", "inferred", bounds[1], source)
+
+    def _map_input_unit(self) -> Provided | None:
+        bounds, source = self.infer_input_range()
+        if bounds is None:
+            return None
+        what = "pixel" if self.infer_domain()[0] == "natural" else "scaled intensity"
+        return Provided("input_unit", "inferred", f"[{bounds[0]:g}, {bounds[1]:g}] {what} units", source)
 
     def _map_experiment_name(self) -> Provided | None:
         name = self.metadata.get("name") or self.bundle_dir.name
