@@ -191,20 +191,22 @@ CONTRACT: tuple[ContractId, ...] = (
     ),
     ContractId(
         "input_min",
-        "Lowest valid input value, the attacks' clip bound (0.0 for [0, 1] images; null: unbounded, z-scored MRI).",
+        "Lowest valid input value, the attacks' clip bound (0.0 for [0, 1] images; null: unbounded, z-scored MRI); "
+        "robustseg audit reads it from a ScaleIntensityd or clipped ScaleIntensityRanged in validate#preprocessing.",
         None,
         used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId(
         "input_max",
-        "Highest valid input value, the attacks' clip bound (1.0 for [0, 1] images; null: unbounded).",
+        "Highest valid input value, the attacks' clip bound (1.0 for [0, 1] images; null: unbounded); inferred as "
+        "input_min is.",
         None,
         used_by=("attack.json", "compare.json", "adversarial_training.json"),
     ),
     ContractId(
         "perturbation_mask",
         "Where an attacker may act: 'nonzero' (MRI: the brain, as perturbing the zero background is trivially "
-        "detectable) or 'none' (everywhere: natural images).",
+        "detectable) or 'none' (everywhere: natural images); robustseg audit infers it with corruption_benchmark.",
         "nonzero",
         used_by=("attack.json", "compare.json", "certify.json", "adversarial_training.json", "corruptions.json"),
     ),
@@ -225,7 +227,9 @@ CONTRACT: tuple[ContractId, ...] = (
     ),
     ContractId(
         "corruption_benchmark",
-        "The corruption benchmark of the bundle's domain: 'brats-c' (MRI) or 'natural-c' (natural images).",
+        "The corruption benchmark of the bundle's domain: 'brats-c' (MRI) or 'natural-c' (natural images); robustseg "
+        "audit infers it from the metadata's input modality (MR) or format (RGB), else a 2-D network with 3 input "
+        "channels.",
         "brats-c",
         used_by=("corruptions.json",),
     ),
