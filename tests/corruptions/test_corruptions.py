@@ -297,3 +297,32 @@ def test_motion_composes_kspace_segments_of_the_moved_head_and_keeps_the_centre_
     np.testing.assert_allclose(got, expected, atol=1e-9)
     still = motion_from_poses(x, [None, None], bounds, axis, (2.0, 2.0, 2.0))
     torch.testing.assert_close(still, x)
+
+
+def test_motion_with_rotated_poses_equals_the_full_kspace_composition_of_whole_resampled_volumes():
+    """Against the plain algorithm: each pose resampled on the whole grid, full 3-D spectra (numpy), centred planes
+    composed; the corruption transforms one axis over the brain's lines and resamples the brain's box only."""
+    from robustseg.corruptions.geometric import move, rigid_grid, rotation_matrix
+    from robustseg.corruptions.mri import motion_from_poses
+
+    x = brain_case(shape=(3, 22, 26, 18), seed=4)
+    spacing = (1.5, 1.0, 2.0)
+    poses = [
+        (rotation_matrix([math.radians(a) for a in (4.0, -2.0, 3.0)]), [3.0, -2.0, 1.0]),
+        None,
+        (rotation_matrix([math.radians(a) for a in (-5.0, 1.0, 2.0)]), [-4.0, 2.5, 3.0]),
+        (rotation_matrix([math.radians(a) for a in (1.0, 5.0, -3.0)]), [12.0, -10.0, 12.0]),  # off the brain's lines
+    ]
+    for axis, bounds in ((2, [0, 4, 15, 19, 22]), (3, [0, 9, 16, 20, 26]), (4, [0, 3, 13, 14, 18])):
+        got = motion_from_poses(x, poses, bounds, axis, spacing).numpy()
+        axes = (2, 3, 4)
+        composed = np.fft.fftshift(np.fft.fftn(x.numpy(), axes=axes), axes=axes)
+        for j, pose in enumerate(poses):
+            if pose is None:
+                continue
+            moved = move(x, rigid_grid(x, pose[0], pose[1], spacing)).numpy()
+            planes = [slice(None)] * 5
+            planes[axis] = slice(bounds[j], bounds[j + 1])
+            composed[tuple(planes)] = np.fft.fftshift(np.fft.fftn(moved, axes=axes), axes=axes)[tuple(planes)]
+        expected = np.abs(np.fft.ifftn(np.fft.ifftshift(composed, axes=axes), axes=axes))
+        np.testing.assert_allclose(got, expected, atol=1e-9, err_msg=f"axis {axis}")

@@ -195,3 +195,34 @@ def test_affine_grid_as_outer_sums_equals_torchs_affine_grid(shape) -> None:
     expected = torch.nn.functional.affine_grid(theta[None].expand(2, -1, -1), [2, 1, *shape], align_corners=True)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_support_is_the_box_of_the_nonzero_voxels_over_batch_and_channels() -> None:
+    from robustseg.corruptions.geometric import support
+
+    x = torch.zeros(2, 2, 5, 6, 7)
+    x[0, 1, 2, 3, 4] = 1.0
+    x[1, 0, 1, 5, 4] = -2.0
+    x[1, 1, 3, 3, 6] = float("nan")  # not a number is not zero
+    assert support(x) == (slice(1, 4), slice(3, 6), slice(4, 7))
+    assert support(torch.zeros(1, 1, 3, 3)) is None
+    assert support(torch.ones(1, 3, 4, 5)) == (slice(0, 4), slice(0, 5))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_rigid_resampled_only_where_the_brain_can_land_equals_resampling_the_whole_grid(dims) -> None:
+    """The box of the moved brain, 1.5 voxels wide of it, holds every voxel linear interpolation can make nonzero:
+    outside it the whole grid's grid_sample gives exactly 0, inside the same values, for any pose, one that moves
+    the brain partly or wholly out of the field of view included."""
+    from robustseg.corruptions.geometric import rigid
+
+    x = tumour_case()[0].float() if dims == 3 else tumour_case((30, 26))[0].float()
+    spacing = SPACING[:dims]
+    poses = [(4.0, 3.0), (30.0, 25.0), (-17.0, 60.0), (0.0, 0.0), (10.0, 400.0)]  # degrees, mm along every axis
+    for degrees, mm in poses:
+        rotation = rotation_matrix([math.radians(degrees * k) for k in ((1.0,) if dims == 2 else (1.0, -0.6, 0.4))])
+        shift = [mm, -mm / 2, mm / 3][:dims]
+        whole = move(x, rigid_grid(x, rotation, shift, spacing))
+        assert torch.equal(rigid(x, rotation, shift, spacing), whole), (degrees, mm)
+    assert float(whole.abs().sum()) == 0.0  # the last pose moved the brain out: all zeros either way
+    assert torch.equal(rigid(torch.zeros_like(x), rotation, shift, spacing), torch.zeros_like(x))

@@ -18,12 +18,16 @@ One draw per call, scaled by the severity, so a case's five severities are one m
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 
 from robustseg.corruptions.base import Setting
+
+Box = tuple[slice, ...]
+"""Per spatial axis, a slice of voxel indices."""
 
 __all__ = [
     "CONTROL_POINTS",
@@ -37,8 +41,12 @@ __all__ = [
     "move",
     "move_labels",
     "rigid",
+    "rigid_block",
+    "rigid_box",
     "rigid_grid",
+    "rigid_theta",
     "rotation_matrix",
+    "support",
 ]
 
 CONTROL_POINTS = 7
@@ -65,33 +73,110 @@ def _half_extent(shape: tuple[int, ...], spacing: tuple[float, ...]) -> torch.Te
     return torch.tensor([max(n - 1, 1) / 2 * s for n, s in zip(shape, spacing, strict=True)], dtype=torch.float64)
 
 
-def rigid_grid(
-    x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]
+def rigid_theta(
+    shape: tuple[int, ...], rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]
 ) -> torch.Tensor:
-    """The sampling grid of ``x`` moved rigidly about its centre (rotation in physical space, shift in mm)."""
-    dims = x.ndim - 2
-    half = _half_extent(tuple(x.shape[2:]), spacing)
+    """``affine_grid``'s ``theta`` (grid order, float64) of a rigid move about the centre of a grid of ``shape``."""
+    dims = len(shape)
+    half = _half_extent(shape, spacing)
     to_unit = torch.diag(1 / half)
     linear = to_unit @ rotation.T @ torch.diag(half)  # output unit coordinates -> input unit coordinates
     offset = -(to_unit @ rotation.T @ torch.tensor(shift_mm, dtype=torch.float64))
     flip = list(range(dims))[::-1]  # grid_sample's coordinates run from the last axis to the first
-    theta = torch.cat([linear[flip][:, flip], offset[flip, None]], dim=1)
+    return torch.cat([linear[flip][:, flip], offset[flip, None]], dim=1)
+
+
+def rigid_grid(
+    x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]
+) -> torch.Tensor:
+    """The sampling grid of ``x`` moved rigidly about its centre (rotation in physical space, shift in mm)."""
+    theta = rigid_theta(tuple(x.shape[2:]), rotation, shift_mm, spacing)
     return affine_grid(theta, tuple(x.shape[2:]), x.shape[0], x.dtype, x.device)
 
 
+def support(x: torch.Tensor) -> Box | None:
+    """Per spatial axis, the slice of indices that holds every nonzero value of ``x`` (any batch item or channel);
+    ``None`` when ``x`` is all zeros."""
+    peak = x.abs().amax(dim=(0, 1))  # a float reduction: 10 x faster than any() over a boolean volume on the CPU
+    box = []
+    for axis in range(peak.ndim):
+        others = tuple(d for d in range(peak.ndim) if d != axis)
+        found = torch.nonzero((peak.amax(dim=others) if others else peak) != 0).flatten()  # NaN counts as nonzero
+        if len(found) == 0:
+            return None
+        box.append(slice(int(found[0]), int(found[-1]) + 1))
+    return tuple(box)
+
+
+def rigid_box(theta: torch.Tensor, shape: tuple[int, ...], source: Box) -> Box | None:
+    """The output voxels to which an affine move on ``theta`` can bring a value of a source that is zero outside
+    ``source``: the bounding box of the source box's corners, widened by 1.5 voxels, mapped back (linear
+    interpolation reads the two voxels either side of a point, so every voxel outside it is exactly 0); ``None``
+    when it misses the grid."""
+    dims = len(shape)
+    lows = [b.start - 1.5 for b in source]
+    highs = [b.stop - 1 + 1.5 for b in source]
+    corners = torch.tensor(list(itertools.product(*zip(lows, highs, strict=True))), dtype=torch.float64)
+    scale = torch.tensor([2.0 / max(n - 1, 1) for n in shape], dtype=torch.float64)
+    unit = (corners * scale - 1).flip(-1)  # spatial order -> grid order
+    back = torch.linalg.solve(theta[:, :dims].double(), (unit - theta[:, dims].double()).T).T.flip(-1)
+    voxels = (back + 1) / scale
+    box = []
+    for axis, n in enumerate(shape):
+        if n == 1:
+            box.append(slice(0, 1))
+            continue
+        lo = max(0, math.floor(float(voxels[:, axis].min())))
+        hi = min(n - 1, math.ceil(float(voxels[:, axis].max())))
+        if lo > hi:
+            return None
+        box.append(slice(lo, hi + 1))
+    return tuple(box)
+
+
+def rigid_block(
+    x: torch.Tensor,
+    rotation: torch.Tensor,
+    shift_mm: list[float],
+    spacing: tuple[float, ...],
+    source: Box | None = None,
+) -> tuple[Box | None, torch.Tensor | None]:
+    """:func:`rigid` on the only voxels it can make nonzero: their box and values (``None, None``: none).
+
+    ``source`` is :func:`support` of ``x`` when known. A skull-stripped brain fills about 40 % of its grid's box, so
+    resampling only there does 2 to 3 x less work for the same values."""
+    shape = tuple(x.shape[2:])
+    source = support(x) if source is None else source
+    if source is None:
+        return None, None
+    theta = rigid_theta(shape, rotation, shift_mm, spacing)
+    box = rigid_box(theta, shape, source)
+    if box is None:
+        return None, None
+    return box, move(x, affine_grid(theta, shape, x.shape[0], x.dtype, x.device, box=box))
+
+
 def affine_grid(
-    theta: torch.Tensor, shape: tuple[int, ...], batch: int, dtype: torch.dtype, device: torch.device
+    theta: torch.Tensor,
+    shape: tuple[int, ...],
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    box: Box | None = None,
 ) -> torch.Tensor:
     """``F.affine_grid(theta, align_corners=True)`` for one ``theta`` (``dims x (dims + 1)``, grid order) shared by
     the batch, as a sum of one outer term per axis: the grid is affine in each index, so no base grid of homogeneous
-    coordinates is built and multiplied (3 x faster on the CPU, the same values to float rounding)."""
+    coordinates is built and multiplied (3 x faster on the CPU, the same values to float rounding). ``box``: only the
+    grid's points in these slices of its spatial axes (the same values as those of the whole grid)."""
     dims = len(shape)
     theta = theta.to(device=device, dtype=dtype)
     grid = theta[:, dims].reshape((1,) * dims + (dims,))
     for i, n in enumerate(shape):
         coords = torch.linspace(-1.0, 1.0, n, dtype=dtype, device=device) if n > 1 else theta.new_zeros(1)
+        if box is not None:
+            coords = coords[box[i]]
         view = [1] * dims + [dims]
-        view[i] = n
+        view[i] = len(coords)
         grid = grid + (coords[:, None] * theta[:, dims - 1 - i]).reshape(view)
     return grid[None].expand(batch, *grid.shape)
 
@@ -134,8 +219,13 @@ def move_labels(label: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def rigid(x: torch.Tensor, rotation: torch.Tensor, shift_mm: list[float], spacing: tuple[float, ...]) -> torch.Tensor:
-    """``x`` moved rigidly about its centre, linear interpolation, zeros outside."""
-    return move(x, rigid_grid(x, rotation, shift_mm, spacing))
+    """``x`` moved rigidly about its centre, linear interpolation, zeros outside (resampled where it can be nonzero,
+    :func:`rigid_block`)."""
+    box, values = rigid_block(x, rotation, shift_mm, spacing)
+    out = x.new_zeros(x.shape)
+    if box is not None and values is not None:
+        out[(slice(None), slice(None), *box)] = values
+    return out
 
 
 def _uniform(n: int, g: torch.Generator) -> list[float]:
