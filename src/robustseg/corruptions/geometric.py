@@ -143,8 +143,8 @@ def rigid_block(
 ) -> tuple[Box | None, torch.Tensor | None]:
     """:func:`rigid` on the only voxels it can make nonzero: their box and values (``None, None``: none).
 
-    ``source`` is :func:`support` of ``x`` when known. A skull-stripped brain fills about 40 % of its grid's box, so
-    resampling only there does 2 to 3 x less work for the same values."""
+    ``source`` is :func:`support` of ``x`` when known. A skull-stripped brain's box is about 40 % of its grid, so
+    resampling only where it can land does 2 to 3 x less work for the same values."""
     shape = tuple(x.shape[2:])
     source = support(x) if source is None else source
     if source is None:
